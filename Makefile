@@ -1,0 +1,40 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test unit integration lint proto bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python examples/demo.py
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: install
+	$(BIN)/python -m pytest -q tests/integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy weir state jobmanager taskmanager client
+
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=weir/rpc --pyi_out=weir/rpc --grpc_python_out=weir/rpc proto/weir.proto
+	sed -i 's/^import weir_pb2 as/from weir.rpc import weir_pb2 as/' weir/rpc/weir_pb2_grpc.py
+
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The weir client: CLI, JobManager client, job packaging and the local-cluster launcher."""

@@ -1,0 +1,1 @@
+"""The JobManager daemon: the control plane."""

@@ -1,0 +1,73 @@
+"""The JobManager process: the gRPC control plane and the Dispatcher's scheduling loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import uuid
+
+import grpc
+
+from jobmanager.dispatcher import Dispatcher
+from jobmanager.gateway import GrpcTaskManagerGateway
+from jobmanager.registry import TaskManagerRegistry
+from jobmanager.service import JobManagerService
+from weir.rpc import GRPC_OPTIONS, weir_pb2_grpc
+
+log = logging.getLogger("weir.jobmanager")
+
+
+class JobManager:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6123,
+        advertised_host: str | None = None,
+        heartbeat_timeout: float = 10.0,
+        slot_request_timeout: float = 60.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.advertised_host = advertised_host or host
+        self.heartbeat_timeout = heartbeat_timeout
+        self.id = f"jm-{uuid.uuid4().hex[:8]}"
+        self.gateway = GrpcTaskManagerGateway()
+        self.registry = TaskManagerRegistry()
+        self.dispatcher: Dispatcher | None = None
+        self.slot_request_timeout = slot_request_timeout
+        self.address = ""
+
+    async def start(self) -> None:
+        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        bound = self.server.add_insecure_port(f"{self.host}:{self.port}")
+        if bound == 0:
+            raise OSError(
+                f"cannot bind the JobManager's RPC port {self.host}:{self.port}: is another JobManager running? "
+                "Pick another with --port."
+            )
+        self.address = f"{self.advertised_host}:{bound}"
+        self.dispatcher = Dispatcher(self.registry, self.gateway, self.address, self.slot_request_timeout)
+        weir_pb2_grpc.add_JobManagerServiceServicer_to_server(JobManagerService(self.dispatcher, self.id), self.server)
+        await self.server.start()
+        self._loop_task = asyncio.get_running_loop().create_task(self.dispatcher.run(self.heartbeat_timeout))
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("weir JobManager %s listening on %s (pid %d)", self.id, self.address, os.getpid())
+        await stop.wait()
+        self._loop_task.cancel()
+        await self.server.stop(1)
+        await self.gateway.close()
+
+
+def run(host: str, port: int, advertised_host: str | None, heartbeat_timeout: float,
+        slot_request_timeout: float) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s jobmanager %(levelname)s %(message)s")
+    jm = JobManager(host, port, advertised_host, heartbeat_timeout, slot_request_timeout)
+    asyncio.run(jm.serve_forever())

@@ -1,0 +1,1 @@
+"""The TaskManager daemon and its slot worker processes."""

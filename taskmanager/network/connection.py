@@ -1,0 +1,367 @@
+"""Connections between slot workers and the channels multiplexed over them.
+
+Each worker runs one data-plane server. A worker that sends to another opens one TCP connection to it and
+multiplexes every channel it sends on over that connection (one connection per ordered pair of workers: the
+sender owns it, and the receiver's credits come back on it). A channel is announced with an OPEN frame
+naming its ChannelKey; the receiver binds it to the consumer task's input gate -- waiting, if that task is not
+deployed yet -- and then grants the initial credit. Channels between subtasks in the same worker skip the
+socket and the pickling, but keep the credits, so backpressure works the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pickle
+import socket
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from taskmanager.network import frame
+from taskmanager.network.credit import ChannelClosedError, ReceiverCredit, SenderCredit
+
+log = logging.getLogger(__name__)
+
+# mailbox item kinds
+M_DATA = 0  # payload: bytes (pickled buffer, remote) -> unpickled by the task
+M_LOCAL = 1  # payload: (values, timestamps) handed over in-process
+M_END = 2  # end of partition on a channel
+M_FAIL = 3  # payload: reason (the channel's producer or connection is gone)
+
+
+@dataclass(frozen=True)
+class ChannelKey:
+    """Identifies a channel: one producer subtask to one consumer subtask on one edge of one execution."""
+
+    execution_id: str
+    edge: int
+    producer: int
+    consumer: int
+
+
+class InputChannel:
+    """Receiver side of one channel, owned by the consumer task's InputGate."""
+
+    __slots__ = ("index", "credit", "return_credit", "ended", "key")
+
+    def __init__(self, index: int, key: ChannelKey, initial_credit: int) -> None:
+        self.index = index
+        self.key = key
+        self.credit = ReceiverCredit(initial_credit)
+        self.return_credit: Any = None  # callable(n): grants credit back to the sender
+        self.ended = False
+
+
+class InputGate:
+    """All input channels of one task and its mailbox (the only queue the task reads)."""
+
+    def __init__(self, mailbox: asyncio.Queue[Any]) -> None:
+        self.mailbox = mailbox
+        self.channels: list[InputChannel] = []
+        self.by_key: dict[ChannelKey, InputChannel] = {}
+        self.edge_of: list[int] = []
+
+    def add_channel(self, key: ChannelKey, initial_credit: int) -> InputChannel:
+        ch = InputChannel(len(self.channels), key, initial_credit)
+        self.channels.append(ch)
+        self.by_key[key] = ch
+        self.edge_of.append(key.edge)
+        return ch
+
+    def consumed(self, index: int) -> None:
+        ch = self.channels[index]
+        n = ch.credit.on_buffer_consumed()
+        if n and ch.return_credit is not None:
+            ch.return_credit(n)
+
+    @property
+    def all_ended(self) -> bool:
+        return all(c.ended for c in self.channels)
+
+
+class LocalOutputChannel:
+    """A channel to a consumer in this same worker: records are handed over without pickling."""
+
+    def __init__(self, manager: ConnectionManager, key: ChannelKey) -> None:
+        self.key = key
+        self.credit = SenderCredit()
+        self.target: InputChannel | None = None
+        self.gate: InputGate | None = None
+        manager._bind_local(self)
+
+    async def send(self, values: list[Any], timestamps: list[int] | None) -> None:
+        await self.credit.spend()
+        assert self.gate is not None and self.target is not None
+        self.target.credit.on_buffer_received()
+        self.gate.mailbox.put_nowait((M_LOCAL, self.target.index, (values, timestamps)))
+
+    async def end(self) -> None:
+        # END needs no credit, but only a bound channel can carry it: wait for the first grant
+        await self.credit.spend()
+        self.credit.available += 1
+        assert self.gate is not None and self.target is not None
+        self.gate.mailbox.put_nowait((M_END, self.target.index, None))
+
+
+class RemoteOutputChannel:
+    """A channel to a consumer in another worker, over the shared connection to that worker."""
+
+    def __init__(self, conn: OutboundConnection, channel_id: int, key: ChannelKey) -> None:
+        self.conn = conn
+        self.id = channel_id
+        self.key = key
+        self.credit = SenderCredit()
+        self.bytes_out = 0
+
+    async def send(self, values: list[Any], timestamps: list[int] | None) -> None:
+        await self.credit.spend()
+        payload = pickle.dumps((values, timestamps), protocol=5)
+        self.bytes_out += len(payload)
+        await self.conn.write(frame.encode(frame.DATA, self.id, payload))
+
+    async def end(self) -> None:
+        # END needs no credit, but the receiver drops frames of channels it has not bound yet:
+        # a credit proves the binding
+        await self.credit.spend()
+        self.credit.available += 1
+        await self.conn.write(frame.encode(frame.END, self.id))
+
+
+class OutboundConnection:
+    """This worker's connection to one peer worker; carries every channel this worker sends to it."""
+
+    HIGH_WATER = 1 << 20
+
+    def __init__(self, address: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.address = address
+        self.reader = reader
+        self.writer = writer
+        self.channels: dict[int, RemoteOutputChannel] = {}
+        self._next_id = 0
+        self.error: BaseException | None = None
+        self._reader_task = asyncio.get_running_loop().create_task(self._read_credits())
+
+    def open_channel(self, key: ChannelKey) -> RemoteOutputChannel:
+        cid = self._next_id
+        self._next_id += 1
+        ch = RemoteOutputChannel(self, cid, key)
+        self.channels[cid] = ch
+        if self.error is not None:
+            ch.credit.fail(self.error)
+        self.writer.write(frame.encode_obj(frame.OPEN, cid, key))
+        return ch
+
+    async def write(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > self.HIGH_WATER:
+            await self.writer.drain()
+
+    async def _read_credits(self) -> None:
+        try:
+            while True:
+                kind, cid, payload = await frame.read_frame(self.reader)
+                ch = self.channels.get(cid)
+                if ch is None:
+                    continue
+                if kind == frame.CREDIT:
+                    ch.credit.grant(frame.decode_credit(payload))
+                elif kind == frame.FAIL:
+                    ch.credit.fail(ChannelClosedError(pickle.loads(payload)))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, frame.FrameError) as e:
+            self._broken(ChannelClosedError(f"lost the data connection to worker {self.address}: {e!r}"))
+        except asyncio.CancelledError:
+            self._broken(ChannelClosedError(f"data connection to worker {self.address} closed"))
+            raise
+
+    def _broken(self, error: BaseException) -> None:
+        self.error = error
+        for ch in self.channels.values():
+            ch.credit.fail(error)
+
+    def close_channels(self, execution_id: str) -> None:
+        for cid in [c for c, ch in self.channels.items() if ch.key.execution_id == execution_id]:
+            del self.channels[cid]
+
+    def close(self) -> None:
+        self._reader_task.cancel()
+        self.writer.close()
+
+
+class _InboundConnection:
+    """A peer's connection to this worker: binds its channels to local input gates, returns credits."""
+
+    def __init__(self, manager: ConnectionManager, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.manager = manager
+        self.reader = reader
+        self.writer = writer
+        self.bound: dict[int, tuple[InputGate, InputChannel]] = {}
+        self.peer = "?"
+
+    async def serve(self) -> None:
+        mgr = self.manager
+        try:
+            while True:
+                kind, cid, payload = await frame.read_frame(self.reader)
+                if kind == frame.DATA:
+                    b = self.bound.get(cid)
+                    if b is not None:
+                        gate, ch = b
+                        ch.credit.on_buffer_received()
+                        gate.mailbox.put_nowait((M_DATA, ch.index, payload))
+                elif kind == frame.END:
+                    b = self.bound.pop(cid, None)
+                    if b is not None:
+                        b[0].mailbox.put_nowait((M_END, b[1].index, None))
+                elif kind == frame.OPEN:
+                    mgr._open_inbound(self, cid, pickle.loads(payload))
+                elif kind == frame.HELLO:
+                    self.peer = str(pickle.loads(payload))
+                else:
+                    raise frame.FrameError(f"unexpected frame kind {kind} from {self.peer}")
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, frame.FrameError) as e:
+            reason = f"lost the data connection from upstream worker {self.peer}: {e!r}"
+            for gate, ch in self.bound.values():
+                gate.mailbox.put_nowait((M_FAIL, ch.index, reason))
+            self.bound.clear()
+        finally:
+            mgr._inbound.discard(self)
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+    def bind(self, cid: int, gate: InputGate, ch: InputChannel) -> None:
+        self.bound[cid] = (gate, ch)
+        writer = self.writer
+
+        def give(n: int) -> None:
+            if not writer.is_closing():
+                writer.write(frame.encode_credit(cid, n))
+
+        ch.return_credit = give
+        give(ch.credit.initial)
+
+
+class ConnectionManager:
+    """Owns a worker's data-plane server, its outbound connections and the registry of input gates."""
+
+    def __init__(self, worker_name: str, initial_credit: int = 4) -> None:
+        self.worker_name = worker_name
+        self.initial_credit = initial_credit
+        self.address = ""
+        self._server: asyncio.Server | None = None
+        self._outbound: dict[str, OutboundConnection] = {}
+        self._connecting: dict[str, asyncio.Future[OutboundConnection]] = {}
+        self._inbound: set[_InboundConnection] = set()
+        self._gates: dict[tuple[str, int, int], InputGate] = {}
+        self._pending: dict[tuple[str, int, int], list[Any]] = defaultdict(list)
+
+    async def start(self, host: str = "127.0.0.1", advertised_host: str | None = None) -> str:
+        self._server = await asyncio.start_server(self._accept, host, 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.address = f"{advertised_host or host}:{port}"
+        return self.address
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _InboundConnection(self, reader, writer)
+        self._inbound.add(conn)
+        await conn.serve()
+
+    # ---- consumer side ----
+    def register_gate(self, execution_id: str, edge: int, consumer: int, gate: InputGate) -> None:
+        """Make ``gate`` receive the channels of (execution, edge, consumer subtask); binds waiting opens."""
+        k = (execution_id, edge, consumer)
+        self._gates[k] = gate
+        for item in self._pending.pop(k, []):
+            self._bind(gate, *item)
+
+    def _bind(self, gate: InputGate, target: Any, cid: int | None, key: ChannelKey) -> None:
+        ch = gate.by_key.get(key)
+        if ch is None:
+            log.warning("no input channel for %s: dropped", key)
+            return
+        if isinstance(target, LocalOutputChannel):
+            target.target, target.gate = ch, gate
+            ch.return_credit = target.credit.grant
+            target.credit.grant(ch.credit.initial)
+        else:
+            assert cid is not None
+            target.bind(cid, gate, ch)
+
+    def _open_inbound(self, conn: _InboundConnection, cid: int, key: ChannelKey) -> None:
+        k = (key.execution_id, key.edge, key.consumer)
+        gate = self._gates.get(k)
+        if gate is None:
+            self._pending[k].append((conn, cid, key))
+        else:
+            self._bind(gate, conn, cid, key)
+
+    def _bind_local(self, ch: LocalOutputChannel) -> None:
+        key = ch.key
+        k = (key.execution_id, key.edge, key.consumer)
+        gate = self._gates.get(k)
+        if gate is None:
+            self._pending[k].append((ch, None, key))
+        else:
+            self._bind(gate, ch, None, key)
+
+    def unregister_execution(self, execution_id: str) -> None:
+        for k in [k for k in self._gates if k[0] == execution_id]:
+            del self._gates[k]
+        for k in [k for k in self._pending if k[0] == execution_id]:
+            del self._pending[k]
+        for conn in self._outbound.values():
+            conn.close_channels(execution_id)
+        for ib in list(self._inbound):
+            for cid in [c for c, (_, ch) in ib.bound.items() if ch.key.execution_id == execution_id]:
+                del ib.bound[cid]
+
+    # ---- producer side ----
+    async def open_channel(self, address: str, key: ChannelKey) -> LocalOutputChannel | RemoteOutputChannel:
+        if address == self.address:
+            return LocalOutputChannel(self, key)
+        conn = await self._connection(address)
+        return conn.open_channel(key)
+
+    async def _connection(self, address: str) -> OutboundConnection:
+        conn = self._outbound.get(address)
+        if conn is not None and conn.error is None:
+            return conn
+        fut = self._connecting.get(address)
+        if fut is not None:
+            return await fut
+        fut = asyncio.get_running_loop().create_future()
+        self._connecting[address] = fut
+        try:
+            host, port = address.rsplit(":", 1)
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 10)
+            except (TimeoutError, OSError) as e:
+                raise ChannelClosedError(f"cannot connect to worker data port {address}: {e!r}") from e
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            writer.write(frame.encode_obj(frame.HELLO, 0, f"{self.worker_name}@{self.address}"))
+            conn = OutboundConnection(address, reader, writer)
+            self._outbound[address] = conn
+            fut.set_result(conn)
+            return conn
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # mark retrieved
+            raise
+        finally:
+            del self._connecting[address]
+
+    async def close(self) -> None:
+        for conn in self._outbound.values():
+            conn.close()
+        if self._server is not None:
+            self._server.close()
+        for ib in list(self._inbound):
+            ib.writer.close()

@@ -1,0 +1,175 @@
+"""RecordWriter: partitions a task's output buffers over the channels of one output edge.
+
+Records are appended to per-channel pending lists a whole buffer at a time; full lists are sent as one
+network buffer each. Routing per kind: forward (one channel), broadcast (all channels get the buffer),
+rebalance (round robin, by slicing), shuffle (uniformly random), hash (key group of the record's key,
+then the key group's owning subtask).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+from zlib import crc32
+
+from state.keygroups import channel_table, key_bytes
+from weir.datastream.functions import KeySelector, callable_of
+from weir.graph.transformation import PartitionerSpec
+
+
+class OutputChannel(Protocol):
+    async def send(self, values: list[Any], timestamps: list[int] | None) -> None: ...
+    async def end(self) -> None: ...
+
+
+def hash_partition(
+    values: Sequence[Any], key_fn: Callable[[Any], Any], table: Sequence[int], max_parallelism: int, n: int
+) -> list[list[Any]]:
+    """Split ``values`` by the subtask owning each record's key group (stable across processes)."""
+    out: list[list[Any]] = [[] for _ in range(n)]
+    appends = [o.append for o in out]
+    for v in values:
+        k = key_fn(v)
+        t = type(k)
+        if t is str:
+            g = crc32(k.encode("utf-8", "surrogatepass")) % max_parallelism
+        elif t is int:
+            g = crc32(b"i%d" % k) % max_parallelism
+        else:
+            g = crc32(key_bytes(k)) % max_parallelism
+        appends[table[g]](v)
+    return out
+
+
+def hash_partition_indices(
+    values: Sequence[Any], key_fn: Callable[[Any], Any], table: Sequence[int], max_parallelism: int
+) -> list[int]:
+    """The channel of each record (used when timestamps travel alongside the values)."""
+    res = []
+    for v in values:
+        k = key_fn(v)
+        t = type(k)
+        if t is str:
+            g = crc32(k.encode("utf-8", "surrogatepass")) % max_parallelism
+        elif t is int:
+            g = crc32(b"i%d" % k) % max_parallelism
+        else:
+            g = crc32(key_bytes(k)) % max_parallelism
+        res.append(table[g])
+    return res
+
+
+class RecordWriter:
+    """Output of a task on one edge: pending buffers per channel, sent when full or on flush."""
+
+    def __init__(
+        self,
+        spec: PartitionerSpec,
+        channels: Sequence[OutputChannel],
+        max_parallelism: int,
+        buffer_records: int,
+    ) -> None:
+        self.kind = spec.kind
+        self.channels = channels
+        self.n = len(channels)
+        self.buffer_records = buffer_records
+        self.max_parallelism = max_parallelism
+        self.key_fn = callable_of(spec.key_selector, KeySelector, "get_key") if spec.kind == "hash" else None
+        self.table = channel_table(max_parallelism, self.n) if spec.kind == "hash" else []
+        self.values: list[list[Any]] = [[] for _ in range(self.n)]
+        self.timestamps: list[list[int] | None] = [None] * self.n
+        self._rr = 0
+        self.records_out = 0
+        self.pending = 0  # records added and not yet sent
+
+    def add(self, values: list[Any], timestamps: list[int] | None) -> None:
+        if not values:
+            return
+        n = self.n
+        self.pending += len(values) * (n if self.kind == "broadcast" else 1)
+        if timestamps is None and any(t is not None for t in self.timestamps):
+            timestamps = [None] * len(values)  # type: ignore[list-item] # keep the lists aligned
+        if timestamps is not None:
+            self._add_timestamped(values, timestamps)
+            return
+        if n == 1:
+            self.values[0].extend(values)
+        elif self.kind == "hash":
+            assert self.key_fn is not None
+            for i, part in enumerate(hash_partition(values, self.key_fn, self.table, self.max_parallelism, n)):
+                if part:
+                    self.values[i].extend(part)
+        elif self.kind == "rebalance":
+            rr = self._rr
+            for k in range(min(n, len(values))):
+                self.values[(rr + k) % n].extend(values[k::n])
+            self._rr = (rr + len(values)) % n
+        elif self.kind == "broadcast":
+            for lst in self.values:
+                lst.extend(values)
+        else:  # shuffle
+            r = random.randrange
+            vs = self.values
+            for v in values:
+                vs[r(n)].append(v)
+
+    def _add_timestamped(self, values: list[Any], timestamps: list[int]) -> None:
+        n = self.n
+        for i in range(n):
+            if self.timestamps[i] is None:
+                # timestamps run parallel to values; earlier untimestamped records get None
+                self.timestamps[i] = [None] * len(self.values[i])  # type: ignore[list-item]
+        if n == 1 or self.kind == "broadcast":
+            for i in range(n):
+                self.values[i].extend(values)
+                self.timestamps[i].extend(timestamps)  # type: ignore[union-attr]
+            return
+        if self.kind == "hash":
+            assert self.key_fn is not None
+            idx = hash_partition_indices(values, self.key_fn, self.table, self.max_parallelism)
+        elif self.kind == "rebalance":
+            rr = self._rr
+            idx = [(rr + k) % n for k in range(len(values))]
+            self._rr = (rr + len(values)) % n
+        else:
+            idx = [random.randrange(n) for _ in values]
+        vs, ts = self.values, self.timestamps
+        for c, v, t in zip(idx, values, timestamps, strict=True):
+            vs[c].append(v)
+            ts[c].append(t)  # type: ignore[union-attr]
+
+    def has_full(self) -> bool:
+        return any(len(v) >= self.buffer_records for v in self.values)
+
+    async def flush(self, force: bool) -> None:
+        """Send full buffers (and, with ``force``, partly filled ones too). Waits for credit."""
+        if self.pending == 0:
+            return
+        size = self.buffer_records
+        for i, vals in enumerate(self.values):
+            if not vals or (len(vals) < size and not force):
+                continue
+            ts = self.timestamps[i]
+            ch = self.channels[i]
+            if len(vals) <= size:
+                self.values[i] = []
+                self.timestamps[i] = None
+                await ch.send(vals, ts)
+                self.records_out += len(vals)
+                self.pending -= len(vals)
+                continue
+            # send whole buffers; keep a partial tail unless forced
+            end = len(vals) if force else len(vals) - len(vals) % size
+            for s in range(0, end, size):
+                chunk = vals[s : s + size]
+                await ch.send(chunk, ts[s : s + size] if ts is not None else None)
+                self.records_out += len(chunk)
+                self.pending -= len(chunk)
+            self.values[i] = vals[end:]
+            self.timestamps[i] = ts[end:] if ts is not None and end < len(vals) else None
+
+    async def end(self) -> None:
+        await self.flush(force=True)
+        for ch in self.channels:
+            await ch.end()

@@ -1,0 +1,174 @@
+"""A slot worker: the process behind one TaskManager slot.
+
+It runs one asyncio event loop holding the worker's data-plane server and the subtasks deployed to the slot
+(slot sharing: at most one subtask of each vertex). It talks to its TaskManager over one local control
+connection and dies with it: PR_SET_PDEATHSIG kills it if the TaskManager process dies, and losing the control
+connection ends it too, so a SIGKILLed TaskManager never leaves orphans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import sys
+import traceback
+from typing import Any
+
+import cloudpickle
+import grpc
+
+from taskmanager.network import frame
+from taskmanager.network.connection import ConnectionManager
+from taskmanager.task import StreamTask
+from weir.graph.deployment import TaskDeployment
+from weir.graph.jobgraph import JobGraph
+
+log = logging.getLogger("weir.worker")
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux); used as preexec_fn."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Worker:
+    def __init__(self, slot: int, control: str, host: str, advertised_host: str, parent_pid: int) -> None:
+        self.slot = slot
+        self.control_address = control
+        self.host = host
+        self.advertised_host = advertised_host
+        self.parent_pid = parent_pid
+        self.connections = ConnectionManager(f"slot-{slot}")
+        self.tasks: dict[tuple[str, str, int], tuple[StreamTask, asyncio.Task[None]]] = {}
+        self.writer: asyncio.StreamWriter | None = None
+        self._jm_channels: dict[str, Any] = {}
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(frame.encode_obj(frame.CONTROL, 0, msg))
+
+    async def run(self) -> None:
+        address = await self.connections.start(self.host, self.advertised_host)
+        host, port = self.control_address.rsplit(":", 1)
+        reader, self.writer = await asyncio.open_connection(host, int(port))
+        self.send(("hello", self.slot, address, os.getpid()))
+        metrics = asyncio.get_running_loop().create_task(self._metrics_loop())
+        try:
+            while True:
+                kind, _, payload = await frame.read_frame(reader)
+                if kind != frame.CONTROL:
+                    continue
+                msg = pickle.loads(payload)
+                if msg[0] == "deploy":
+                    self._deploy(msg[1], msg[2], msg[3])
+                elif msg[0] == "cancel":
+                    await self._cancel(msg[1])
+        except (asyncio.IncompleteReadError, ConnectionError):
+            log.info("slot %d: TaskManager went away; exiting", self.slot)
+        finally:
+            metrics.cancel()
+            for _, t in self.tasks.values():
+                t.cancel()
+            await self.connections.close()
+
+    async def _metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if os.getppid() != self.parent_pid:
+                log.error("slot %d: TaskManager (pid %d) is gone; exiting", self.slot, self.parent_pid)
+                os._exit(1)
+            rows = [
+                (k[0], k[1], k[2], t.counters.records_in, t.records_out()) for k, (t, _) in self.tasks.items()
+            ]
+            if rows:
+                self.send(("metrics", rows))
+
+    def _deploy(self, execution_id: str, graph_bytes: bytes, deployments: list[TaskDeployment]) -> None:
+        try:
+            graph: JobGraph = cloudpickle.loads(graph_bytes)
+        except Exception:
+            cause = "the job could not be loaded on the TaskManager:\n" + traceback.format_exc()
+            for d in deployments:
+                self.send(("state", d.execution_id, d.vertex_id, d.subtask, "FAILED", cause, 0, 0))
+            return
+        loop = asyncio.get_running_loop()
+        for d in deployments:
+            key = (d.execution_id, d.vertex_id, d.subtask)
+
+            task = StreamTask(d, graph, self.connections, self._reporter(d), self._pusher(d))
+            self.tasks[key] = (task, loop.create_task(self._run_task(key, task)))
+
+    def _reporter(self, d: TaskDeployment) -> Any:
+        def report(state: str, cause: str) -> None:
+            t = self.tasks.get((d.execution_id, d.vertex_id, d.subtask))
+            rin, rout = (t[0].counters.records_in, t[0].records_out()) if t else (0, 0)
+            self.send(("state", d.execution_id, d.vertex_id, d.subtask, state, cause, rin, rout))
+
+        return report
+
+    async def _run_task(self, key: tuple[str, str, int], task: StreamTask) -> None:
+        try:
+            await task.run()
+        finally:
+            self.send(("metrics", [(*key, task.counters.records_in, task.records_out())]))
+            self.tasks.pop(key, None)
+
+    def _pusher(self, d: TaskDeployment) -> Any:
+        from weir.rpc import weir_pb2, weir_pb2_grpc
+
+        async def push(records: bytes, end: bool) -> None:
+            ch = self._jm_channels.get(d.jobmanager_address)
+            if ch is None:
+                ch = grpc.aio.insecure_channel(
+                    d.jobmanager_address,
+                    options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+                )
+                self._jm_channels[d.jobmanager_address] = ch
+            stub = weir_pb2_grpc.JobManagerServiceStub(ch)
+            await stub.PushResults(
+                weir_pb2.PushResultsRequest(execution_id=d.execution_id, subtask=d.subtask, records=records, end=end)
+            )
+
+        return push
+
+    async def _cancel(self, execution_id: str) -> None:
+        victims = [(k, t) for k, (_, t) in self.tasks.items() if k[0] == execution_id]
+        for _, t in victims:
+            t.cancel()
+        for _, t in victims:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.connections.unregister_execution(execution_id)
+        self.send(("canceled", execution_id))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="weir slot worker (started by a TaskManager)")
+    p.add_argument("--slot", type=int, required=True)
+    p.add_argument("--control", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--advertised-host", default=None)
+    p.add_argument("--parent-pid", type=int, required=True)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s slot-{a.slot} %(levelname)s %(name)s: %(message)s")
+    if os.getppid() != a.parent_pid:  # parent died before PR_SET_PDEATHSIG took effect
+        sys.exit(1)
+    import gc
+
+    gc.freeze()  # the interpreter's and libraries' objects never need scanning again
+    worker = Worker(a.slot, a.control, a.host, a.advertised_host or a.host, a.parent_pid)
+    asyncio.run(worker.run())
+
+
+if __name__ == "__main__":
+    main()

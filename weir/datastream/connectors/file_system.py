@@ -1,0 +1,5 @@
+"""``pyflink.datastream.connectors.file_system``."""
+
+from weir.datastream.connectors.sink import Encoder, FileSink
+
+__all__ = ["Encoder", "FileSink"]

@@ -1,0 +1,1 @@
+"""Transformations and their compilation into a JobGraph: pure, picklable data."""
