@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tests.integration.conftest import weir_cli
-from tests.integration.procs import wait_for
+from tests.integration.procs import alive, wait_for
 from weir.datastream import StreamExecutionEnvironment
 from weir.datastream.connectors import NumberSequenceSource
 
@@ -99,3 +99,31 @@ def test_not_enough_slots_fails_after_the_timeout(cluster, jm, on_cluster) -> No
     info = wait_for(lambda: (i := jm.get_job(client.get_job_id())).is_terminal and i, 30, "the job to fail")
     assert info.state == "FAILED"
     assert "could not get 5 slot(s)" in info.failure_cause and "of 4 slot(s)" in info.failure_cause
+
+
+def test_detached_run_prints_the_job_id(cluster, jm) -> None:  # type: ignore[no-untyped-def]
+    rc, out, err = weir_cli("run", "-d", "--jobmanager", cluster.address, os.path.join(JOBS, "only_api_names.py"),
+                            "100")
+    assert rc == 0, err
+    job_id = out.strip().splitlines()[-1]
+    info = wait_for(lambda: (i := jm.get_job(job_id)).is_terminal and i, 30, "the detached job to end")
+    assert info.state == "FINISHED", info.failure_cause
+
+
+def test_cluster_start_and_stop(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {"WEIR_HOME": str(tmp_path)}
+    rc, out, err = weir_cli("cluster", "start", "--taskmanagers", "2", "--slots", "1", "--port", "0", env=env)
+    assert rc == 0, err
+    address = out.split("JobManager at ")[1].split()[0]
+    pids = [int(line.rsplit("pid ", 1)[1]) for line in out.splitlines() if "pid " in line]
+    assert len(pids) == 3 and all(alive(p) for p in pids)
+    try:
+        rc, out2, err2 = weir_cli("run", "--jobmanager", address, "-p", "2", os.path.join(JOBS, "only_api_names.py"),
+                                  "200")
+        assert rc == 0, err2
+    finally:
+        rc, out, err = weir_cli("cluster", "stop", env=env)
+    assert rc == 0, err
+    assert not any(alive(p) for p in pids)
+    rc, out, err = weir_cli("cluster", "stop", env=env)
+    assert rc != 0 and "no local cluster" in err

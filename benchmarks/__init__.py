@@ -1,0 +1,1 @@
+"""Throughput benchmarks for weir (``make bench``); they print figures and never assert on timing."""
