@@ -26,12 +26,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    from taskmanager.worker import die_with_parent
-
-    die_with_parent()
-
-
 def state_file() -> Path:
     return Path(os.environ.get("WEIR_HOME", Path.home() / ".weir")) / "cluster.json"
 
@@ -61,13 +55,17 @@ class LocalCluster:
             out = err = f
         elif self.quiet:
             err = subprocess.DEVNULL
+        env = dict(os.environ)
+        env.pop("WEIR_DIE_WITH_PARENT", None)
+        if not self.detached:  # attached daemons die with this process (see client/__main__.py)
+            env["WEIR_DIE_WITH_PARENT"] = str(os.getpid())
         return subprocess.Popen(
             [sys.executable, "-m", "client", *args],
             stdout=out,  # type: ignore[arg-type]
             stderr=err,  # type: ignore[arg-type]
             stdin=subprocess.DEVNULL,
             start_new_session=self.detached,
-            preexec_fn=None if self.detached else _die_with_parent,
+            env=env,
         )
 
     def start(self, timeout: float = 60.0) -> str:

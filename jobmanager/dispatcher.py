@@ -89,6 +89,7 @@ class Dispatcher:
         self.jobs: dict[str, Job] = {}
         self.by_execution: dict[str, Job] = {}
         self._wake = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- events ----
     def submit(self, name: str, graph_bytes: bytes, topology_bytes: bytes) -> Job:
@@ -198,10 +199,21 @@ class Dispatcher:
                 log.warning("cancel of %s on %s failed: %s", job.execution_id, a, r)
 
     async def _fail(self, job: Job, cause: str, skip_tm: str | None = None) -> None:
+        """Fail ``job`` at once; its remaining tasks are cancelled in the background.
+
+        The job leaves RUNNING before any await, so no later report can act on it twice, and the caller (often a
+        TaskManager's state report) is not held up by the cancellation round trip.
+        """
         job.failure_cause = cause
-        job.state = "FAILED"  # no more transitions while the other tasks are cancelled
-        await self._cancel_tasks(job, skip_tm)
-        await self._finish(job, "FAILED", cause)
+        job.state = "FAILED"
+
+        async def cancel_then_finish() -> None:
+            await self._cancel_tasks(job, skip_tm)
+            await self._finish(job, "FAILED", cause)
+
+        task = asyncio.get_running_loop().create_task(cancel_then_finish())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _finish(self, job: Job, state: str, cause: str) -> None:
         job.state = state

@@ -24,7 +24,6 @@ from typing import Any
 import grpc
 
 from taskmanager.network import frame
-from taskmanager.worker import die_with_parent
 from weir.graph.deployment import TaskDeployment
 from weir.rpc import GRPC_OPTIONS, weir_pb2, weir_pb2_grpc
 from weir.rpc.convert import SlotAddress, TaskMetric, metrics_to_pb, slots_to_pb
@@ -82,7 +81,6 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
             "--host", self.host if self.host not in ("0.0.0.0", "::") else self.advertised_host,
             "--advertised-host", self.advertised_host,
             "--parent-pid", str(os.getpid()),
-            preexec_fn=die_with_parent,
             env=env,
         )
         asyncio.get_running_loop().create_task(self._watch(slot, slot.process))
@@ -96,14 +94,16 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
             f"with code {code} (pid {proc.pid}); a signal or running out of memory are the usual causes"
         )
         log.error(cause)
-        for (ex, v, s), state in list(slot.tasks.items()):
+        lost, slot.tasks, slot.writer = slot.tasks, {}, None
+        # the replacement's data address reaches the JobManager before the failure does, so the job's slot is
+        # never offered again under the dead worker's address
+        await self._spawn(slot)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(slot.ready.wait(), 30)
+        await self._heartbeat_once()
+        for (ex, v, s), state in lost.items():
             if state in ("DEPLOYING", "RUNNING"):
                 await self._report(ex, v, s, "FAILED", cause)
-        slot.tasks.clear()
-        slot.writer = None
-        await self._spawn(slot)
-        await slot.ready.wait()
-        await self._heartbeat_once()
 
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         slot: Slot | None = None
@@ -214,7 +214,8 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
     async def CancelExecution(self, request: Any, context: Any) -> Any:  # noqa: N802
         waits = []
         for slot in self.slots:
-            if slot.writer is None or not any(k[0] == request.execution_id for k in slot.tasks):
+            if (slot.writer is None or slot.writer.is_closing()
+                    or not any(k[0] == request.execution_id for k in slot.tasks)):
                 continue
             fut = asyncio.get_running_loop().create_future()
             self._cancel_waiters[f"{slot.index}:{request.execution_id}"].append(fut)

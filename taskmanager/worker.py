@@ -16,7 +16,6 @@ import logging
 import os
 import pickle
 import signal
-import sys
 import traceback
 from typing import Any
 
@@ -34,11 +33,18 @@ log = logging.getLogger("weir.worker")
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux); used as preexec_fn."""
+def die_with_parent(expected_parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux), from the child itself.
+
+    Called first thing in the child rather than as a ``preexec_fn``: forking a process whose gRPC threads are
+    busy and running Python before exec can deadlock or abort the child. The parent-pid check afterwards
+    closes the window in which the parent could have died before the prctl.
+    """
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != expected_parent:
+        os._exit(1)
 
 
 class Worker:
@@ -160,9 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--advertised-host", default=None)
     p.add_argument("--parent-pid", type=int, required=True)
     a = p.parse_args(argv)
+    die_with_parent(a.parent_pid)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s slot-{a.slot} %(levelname)s %(name)s: %(message)s")
-    if os.getppid() != a.parent_pid:  # parent died before PR_SET_PDEATHSIG took effect
-        sys.exit(1)
     import gc
 
     gc.freeze()  # the interpreter's and libraries' objects never need scanning again

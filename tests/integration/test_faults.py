@@ -91,3 +91,30 @@ def test_slow_sink_backpressures_the_source_and_memory_stays_bounded(cluster: Lo
     finally:
         client.cancel()
     assert jm.get_job(job_id).state == "CANCELED"
+
+
+def test_killed_worker_fails_its_job_and_the_slot_comes_back(own_cluster: LocalCluster) -> None:
+    jm = JobManagerClient(own_cluster.address)
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.from_source(NumberSequenceSource(1, 10**10), None, "endless").map(lambda x: x).add_sink(lambda x: None)
+    job_id = env.execute_async("worker victim").get_job_id()
+    wait_for(lambda: any(v.records_out > 0 for v in jm.get_job(job_id).vertices), 20, "records to flow")
+    # the job (parallelism 1) runs in one of the two single-slot TaskManagers: find its busy worker
+    workers = [w for tm in own_cluster.taskmanager_procs for w in children(tm.pid)]
+    busiest = max(workers, key=_cpu_ticks)
+    os.kill(busiest, signal.SIGKILL)
+    info = wait_for(lambda: (i := jm.get_job(job_id)).is_terminal and i, 20, "the job to fail")
+    assert info.state == "FAILED"
+    assert "exited with code -9" in info.failure_cause, info.failure_cause
+    # the TaskManager replaced the worker: a new job runs at full parallelism on both slots
+    env2 = StreamExecutionEnvironment.get_execution_environment()
+    env2.set_parallelism(2)
+    got = env2.from_source(NumberSequenceSource(1, 1000), None, "n").rebalance().execute_and_collect()
+    assert sorted(got) == list(range(1, 1001))
+    jm.close()
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
