@@ -38,7 +38,7 @@ def key_bytes(key: Any) -> bytes:
     if t is tuple:
         return b"t" + b"\x00".join(key_bytes(k) for k in key) + b"\x01"
     if t is bool:
-        return b"T" if key else b"F"
+        return b"i1" if key else b"i0"  # True == 1 in Python: equal keys share a group
     if t is float:
         if key.is_integer():
             return b"i" + str(int(key)).encode()  # 1.0 == 1 in Python: equal keys share a group
@@ -47,9 +47,17 @@ def key_bytes(key: Any) -> bytes:
         return b"n"
     if t.__name__ == "Row" and hasattr(key, "_values"):
         return b"t" + b"\x00".join(key_bytes(k) for k in key._values) + b"\x01"
-    if isinstance(key, str | int | bytes | tuple | float):  # subclasses (e.g. IntEnum, namedtuple)
-        base: Any = next(b for b in (bool, int, float, str, bytes, tuple) if isinstance(key, b))
-        return key_bytes(base(key))
+    # subclasses (str/int enums, namedtuples) hash as the value they compare equal to
+    if isinstance(key, str):
+        return str.encode(key, "utf-8", "surrogatepass")
+    if isinstance(key, int):
+        return key_bytes(int.__index__(key))
+    if isinstance(key, float):
+        return key_bytes(float.__float__(key))
+    if isinstance(key, bytes):
+        return b"b" + bytes(key)
+    if isinstance(key, tuple):
+        return key_bytes(tuple(key))
     raise UnhashableKeyError(
         f"a key must be None, bool, int, float, str, bytes or a tuple/Row of those; the key selector "
         f"returned a {t.__name__}: {key!r:.80}. Return e.g. a tuple instead of a list."

@@ -95,7 +95,9 @@ class StreamTask:
                 key = ChannelKey(d.execution_id, ei, d.subtask, consumer)
                 channels.append(await self.connections.open_channel(addrs[consumer], key))
             self.writers.append(
-                RecordWriter(edge.partitioner, channels, self.graph.max_parallelism, self.buffer_records)
+                # keys are routed by the key groups of the consumer, whose keyed state they address
+                RecordWriter(edge.partitioner, channels, self.graph.vertex(edge.target).max_parallelism,
+                             self.buffer_records)
             )
 
     def _tail_out(self) -> Callable[[list[Any], list[int] | None], None]:
@@ -122,7 +124,7 @@ class StreamTask:
                 self.vertex.name,
                 self.d.subtask,
                 self.vertex.parallelism,
-                self.graph.max_parallelism,
+                self.vertex.max_parallelism,
                 self.d.attempt,
                 self.graph.config,
             )

@@ -120,7 +120,8 @@ class Row:
         return self._values < other._values
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self._values, self._fields, self._row_kind.value)
+        # copies: copy.copy(row) goes through __reduce__ and must not share the values list
+        return (list(self._values), None if self._fields is None else list(self._fields), self._row_kind.value)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         values, fields, kind = state

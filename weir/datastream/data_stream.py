@@ -67,7 +67,7 @@ class DataStream:
         return self
 
     def start_new_chain(self) -> DataStream:
-        self._t.chaining = False
+        self._t.start_new_chain = True
         return self
 
     def get_execution_environment(self) -> StreamExecutionEnvironment:
@@ -206,7 +206,8 @@ def _field_aggregate(kind: str, position: int | str) -> Any:
             i = position if isinstance(position, int) else None
             if i is None:
                 raise TypeError(f"{kind}({position!r}): tuples are aggregated by index, not by field name")
-            return (*acc[:i], pick(acc[i], v[i]), *acc[i + 1 :])
+            fields = (*acc[:i], pick(acc[i], v[i]), *acc[i + 1 :])
+            return type(acc)._make(fields) if hasattr(acc, "_make") else fields  # namedtuples stay namedtuples
         if isinstance(acc, list | dict):
             out = acc.copy()
             out[position] = pick(acc[position], v[position])  # type: ignore[index]

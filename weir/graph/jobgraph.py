@@ -145,10 +145,11 @@ def compile_job_graph(
             p = 1
         if p < 1:
             raise GraphError(f"parallelism of {t.name!r} must be >= 1, got {p}")
-        if p > max_parallelism:
+        mp = t.max_parallelism or max_parallelism
+        if p > mp:
             raise GraphError(
-                f"parallelism {p} of {t.name!r} exceeds max parallelism {max_parallelism}: "
-                "raise it with env.set_max_parallelism(...)"
+                f"parallelism {p} of {t.name!r} exceeds its max parallelism {mp}: "
+                "raise it with set_max_parallelism(...)"
             )
         return p
 
@@ -183,6 +184,7 @@ def compile_job_graph(
             and par[src.id] == par[t.id]
             and len(consumers[src.id]) == 1
             and t.chaining
+            and not t.start_new_chain
             and src.chaining
             and src.kind not in ("sink", "collect")
         )
@@ -208,7 +210,8 @@ def compile_job_graph(
             id=f"v{len(vertices)}",
             name=" -> ".join(m.name for m in members),
             parallelism=par[t.id],
-            max_parallelism=max_parallelism,
+            # an operator's own max parallelism (key groups of its keyed state) wins over the job's
+            max_parallelism=next((m.max_parallelism for m in members if m.max_parallelism), max_parallelism),
             operators=[
                 OperatorSpec(
                     kind=m.kind,

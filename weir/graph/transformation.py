@@ -59,7 +59,8 @@ class Transformation:
     max_parallelism: int | None = None
     uid: str | None = None
     output_type: Any = None
-    chaining: bool = True
+    chaining: bool = True  # False: chains with neither its input nor its consumers (disable_chaining)
+    start_new_chain: bool = False  # True: does not chain with its input, its consumers may chain to it
     id: int = field(default_factory=lambda: next(_ids))
 
     @property
