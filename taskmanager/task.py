@@ -102,10 +102,20 @@ class StreamTask:
 
     def _tail_out(self) -> Callable[[list[Any], list[int] | None], None]:
         writers = self.writers
+        counters = self.counters
+
+        # counted once per record emitted, as Flink's numRecordsOut, whatever the fan-out
         if len(writers) == 1:
-            return writers[0].add
+            add = writers[0].add
+
+            def out(values: list[Any], timestamps: list[int] | None) -> None:
+                counters.records_out += len(values)
+                add(values, timestamps)
+
+            return out
 
         def fan_out(values: list[Any], timestamps: list[int] | None) -> None:
+            counters.records_out += len(values)
             for w in writers:
                 w.add(values, timestamps)
 
@@ -244,10 +254,9 @@ class StreamTask:
         for op in self.operators:
             if isinstance(op, CollectOperator):
                 await op.finish()
-        self.counters.records_out = self.records_out()
 
     def records_out(self) -> int:
-        """Records sent downstream, or written by this task's sink."""
-        return sum(w.records_out for w in self.writers) + sum(
+        """Records emitted downstream, or written by this task's sink."""
+        return self.counters.records_out + sum(
             op.records for op in self.operators if isinstance(op, SinkOperator | CollectOperator)
         )

@@ -52,6 +52,8 @@ class DataStream:
             raise ValueError(f"parallelism must be >= 1, got {parallelism}")
         if self._t.is_virtual:
             raise ValueError("set_parallelism applies to operators, not to partitioning or union")
+        if self._t.kind == "source" and getattr(self._t.fn, "parallelism_one", False) and parallelism != 1:
+            raise ValueError(f"{self._t.name} is a non-parallel source: its parallelism must be 1, not {parallelism}")
         self._t.parallelism = parallelism
         return self
 
