@@ -204,15 +204,18 @@ def jobmanager(host: str, port: int, advertised_host: str | None, heartbeat_time
 @click.option("--port", type=int, default=0, show_default=True, help="RPC port (0: any free)")
 @click.option("--advertised-host", default=None, help="address others use to reach this daemon (default: --host)")
 @click.option("--heartbeat-interval", type=float, default=1.0, show_default=True)
+@click.option("--state-backend", type=click.Choice(["hashmap", "rocksdb"]), default="hashmap", show_default=True,
+              help="default keyed state backend (state.backend.type) for jobs that do not set one")
+@click.option("--tmp-dir", default=None, help="local directory for the slots' state (default: the system's temp)")
 def taskmanager(jm: str | None, slots: int, host: str, port: int, advertised_host: str | None,
-                heartbeat_interval: float) -> None:
+                heartbeat_interval: float, state_backend: str, tmp_dir: str | None) -> None:
     """Run a TaskManager daemon: one worker process per slot."""
     from taskmanager.executor import run as run_tm
 
     if slots < 1:
         raise click.BadParameter(f"must be >= 1, got {slots}", param_hint="--slots")
     try:
-        run_tm(_jm(jm), slots, host, port, advertised_host, heartbeat_interval)
+        run_tm(_jm(jm), slots, host, port, advertised_host, heartbeat_interval, state_backend, tmp_dir)
     except OSError as e:
         raise click.ClickException(str(e)) from None
 

@@ -1,4 +1,4 @@
-"""HashMapStateBackend: keyed state in plain dicts, one per state name, keyed by the record's key.
+"""HashMapStateBackend: keyed state in plain dicts, one per state name, keyed by ``(key, namespace)``.
 
 Key groups are not stored per entry: they are derived from the key (``state.keygroups``) when state is
 snapshotted or redistributed, which keeps the per-record path to one dict operation.
@@ -6,43 +6,66 @@ snapshotted or redistributed, which keeps the per-record path to one dict operat
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from weir.datastream.state import ValueState, ValueStateDescriptor
+from state.backend import AbstractKeyedStateBackend
+from state.keygroups import key_group_for
+
+__all__ = ["HashMapKeyedStateBackend"]
 
 
-class _HashMapValueState(ValueState):
-    __slots__ = ("_backend", "_table")
+class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
+    """Keyed state in memory; a table is a plain ``dict``. See ``state.backend.KeyedStateBackend``.
 
-    def __init__(self, backend: HashMapKeyedStateBackend, table: dict[Any, Any]) -> None:
-        self._backend = backend
-        self._table = table
+    Attributes:
+        tables: state name -> table.
+    """
 
-    def value(self) -> Any:
-        return self._table.get(self._backend.current_key)
+    def __init__(self, max_parallelism: int = 128, clock: Callable[[], int] | None = None) -> None:
+        """Creates an empty backend.
 
-    def update(self, value: Any) -> None:
-        if value is None:
-            self._table.pop(self._backend.current_key, None)
-        else:
-            self._table[self._backend.current_key] = value
+        Args:
+            max_parallelism: number of key groups, 1..32768.
+            clock: processing time in integer ms, for TTL (default: the wall clock).
+        """
+        super().__init__(max_parallelism, clock)
+        self.tables: dict[str, dict[tuple[Any, Any], Any]] = {}
 
-    def clear(self) -> None:
-        self._table.pop(self._backend.current_key, None)
+    def table(self, name: str) -> dict[tuple[Any, Any], Any]:
+        """The dict of state ``name`` (created empty if new)."""
+        t = self.tables.get(name)
+        if t is None:
+            t = self.tables[name] = {}
+        return t
 
+    def table_names(self) -> list[str]:
+        """The names of all tables."""
+        return list(self.tables)
 
-class HashMapKeyedStateBackend:
-    """Keyed state in memory. See ``state.backend.KeyedStateBackend``."""
+    def iter_key_group(self, key_group: int) -> Iterator[tuple[str, Any, Any, Any]]:
+        """Every entry whose key is in ``key_group``: ``(table name, key, namespace, value)``.
 
-    def __init__(self) -> None:
-        self.current_key: Any = None
-        self.tables: dict[str, dict[Any, Any]] = {}
+        A scan of every table (the hashmap backend does not index by key group).
 
-    def set_current_key(self, key: Any) -> None:
-        self.current_key = key
+        Raises:
+            ValueError: ``key_group`` is not in ``0..max_parallelism - 1``.
+        """
+        mp = self.max_parallelism
+        if not 0 <= key_group < mp:
+            raise ValueError(f"key group {key_group} is out of range 0..{mp - 1}")
+        for name, t in list(self.tables.items()):
+            for (key, ns), v in list(t.items()):
+                if key_group_for(key, mp) == key_group:
+                    yield name, key, ns, v
 
-    def get_current_key(self) -> Any:
-        return self.current_key
+    def flush(self) -> None:
+        """Nothing to do: the dicts are the state."""
 
-    def get_state(self, descriptor: ValueStateDescriptor) -> ValueState:
-        return _HashMapValueState(self, self.tables.setdefault(descriptor.name, {}))
+    def close(self) -> None:
+        """Nothing to release; the state stays readable."""
+
+    def dispose(self) -> None:
+        """Drops all state (handles stay usable, on empty tables)."""
+        for t in self.tables.values():
+            t.clear()

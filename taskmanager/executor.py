@@ -13,9 +13,11 @@ import contextlib
 import logging
 import os
 import pickle
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -51,7 +53,13 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         port: int = 0,
         advertised_host: str | None = None,
         heartbeat_interval: float = 1.0,
+        state_backend: str = "hashmap",
+        tmp_dir: str | None = None,
     ) -> None:
+        if state_backend not in ("hashmap", "rocksdb"):
+            raise ValueError(f"unknown state backend {state_backend!r}: use hashmap or rocksdb")
+        self.state_backend = state_backend
+        self.tmp_dir = tmp_dir
         if slots < 1:
             raise ValueError(f"a TaskManager needs at least one slot, got --slots {slots}")
         self.jobmanager = jobmanager
@@ -81,6 +89,8 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
             "--host", self.host if self.host not in ("0.0.0.0", "::") else self.advertised_host,
             "--advertised-host", self.advertised_host,
             "--parent-pid", str(os.getpid()),
+            "--local-dir", os.path.join(self._local_root, f"slot-{slot.index}"),
+            "--state-backend", self.state_backend,
             env=env,
         )
         asyncio.get_running_loop().create_task(self._watch(slot, slot.process))
@@ -227,6 +237,8 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
 
     # ---- lifecycle ----
     async def start(self) -> None:
+        # the slots' local disk: RocksDB state of running tasks; removed when the TaskManager stops
+        self._local_root = tempfile.mkdtemp(prefix=f"weir-{self.id}-", dir=self.tmp_dir)
         self._control_server = await asyncio.start_server(self._control, "127.0.0.1", 0)
         self._control_address = f"127.0.0.1:{self._control_server.sockets[0].getsockname()[1]}"
         self._server = grpc.aio.server(options=GRPC_OPTIONS)
@@ -266,6 +278,7 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
             await self._server.stop(1)
         if self._control_server is not None:
             self._control_server.close()
+        shutil.rmtree(self._local_root, ignore_errors=True)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -275,7 +288,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def run(jobmanager: str, slots: int, host: str, port: int, advertised_host: str | None,
-        heartbeat_interval: float) -> None:
+        heartbeat_interval: float, state_backend: str = "hashmap", tmp_dir: str | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s taskmanager %(levelname)s %(message)s")
-    te = TaskExecutor(jobmanager, slots, host, port, advertised_host, heartbeat_interval)
+    te = TaskExecutor(jobmanager, slots, host, port, advertised_host, heartbeat_interval, state_backend, tmp_dir)
     asyncio.run(te.serve_forever())

@@ -48,7 +48,10 @@ def die_with_parent(expected_parent: int) -> None:
 
 
 class Worker:
-    def __init__(self, slot: int, control: str, host: str, advertised_host: str, parent_pid: int) -> None:
+    def __init__(self, slot: int, control: str, host: str, advertised_host: str, parent_pid: int,
+                 local_dir: str, state_backend: str = "hashmap") -> None:
+        self.local_dir = local_dir
+        self.state_backend = state_backend
         self.slot = slot
         self.control_address = control
         self.host = host
@@ -111,7 +114,9 @@ class Worker:
         for d in deployments:
             key = (d.execution_id, d.vertex_id, d.subtask)
 
-            task = StreamTask(d, graph, self.connections, self._reporter(d), self._pusher(d))
+            task_dir = os.path.join(self.local_dir, f"{d.execution_id}-{d.vertex_id}-{d.subtask}")
+            task = StreamTask(d, graph, self.connections, self._reporter(d), self._pusher(d),
+                              local_dir=task_dir, state_backend=self.state_backend)
             self.tasks[key] = (task, loop.create_task(self._run_task(key, task)))
 
     def _reporter(self, d: TaskDeployment) -> Any:
@@ -165,13 +170,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--advertised-host", default=None)
     p.add_argument("--parent-pid", type=int, required=True)
+    p.add_argument("--local-dir", required=True, help="the slot's directory on local disk (RocksDB state)")
+    p.add_argument("--state-backend", default="hashmap", choices=["hashmap", "rocksdb"])
     a = p.parse_args(argv)
     die_with_parent(a.parent_pid)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s slot-{a.slot} %(levelname)s %(name)s: %(message)s")
     import gc
 
     gc.freeze()  # the interpreter's and libraries' objects never need scanning again
-    worker = Worker(a.slot, a.control, a.host, a.advertised_host or a.host, a.parent_pid)
+    os.makedirs(a.local_dir, exist_ok=True)
+    worker = Worker(a.slot, a.control, a.host, a.advertised_host or a.host, a.parent_pid, a.local_dir,
+                    a.state_backend)
     asyncio.run(worker.run())
 
 

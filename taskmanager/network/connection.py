@@ -29,6 +29,7 @@ M_DATA = 0  # payload: bytes (pickled buffer, remote) -> unpickled by the task
 M_LOCAL = 1  # payload: (values, timestamps) handed over in-process
 M_END = 2  # end of partition on a channel
 M_FAIL = 3  # payload: reason (the channel's producer or connection is gone)
+M_EVENT = 4  # payload: an in-band event (name, value), e.g. ("wm", 1000)
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,13 @@ class LocalOutputChannel:
         self.target.credit.on_buffer_received()
         self.gate.mailbox.put_nowait((M_LOCAL, self.target.index, (values, timestamps)))
 
+    async def event(self, ev: tuple[str, Any]) -> None:
+        await self.credit.wait_bound()
+        assert self.gate is not None and self.target is not None
+        self.gate.mailbox.put_nowait((M_EVENT, self.target.index, ev))
+
     async def end(self) -> None:
-        # END needs no credit, but only a bound channel can carry it: wait for the first grant
-        await self.credit.spend()
-        self.credit.available += 1
+        await self.credit.wait_bound()
         assert self.gate is not None and self.target is not None
         self.gate.mailbox.put_nowait((M_END, self.target.index, None))
 
@@ -121,11 +125,12 @@ class RemoteOutputChannel:
         self.bytes_out += len(payload)
         await self.conn.write(frame.encode(frame.DATA, self.id, payload))
 
+    async def event(self, ev: tuple[str, Any]) -> None:
+        await self.credit.wait_bound()
+        await self.conn.write(frame.encode_obj(frame.EVENT, self.id, ev))
+
     async def end(self) -> None:
-        # END needs no credit, but the receiver drops frames of channels it has not bound yet:
-        # a credit proves the binding
-        await self.credit.spend()
-        self.credit.available += 1
+        await self.credit.wait_bound()
         await self.conn.write(frame.encode(frame.END, self.id))
 
 
@@ -212,6 +217,10 @@ class _InboundConnection:
                         gate, ch = b
                         ch.credit.on_buffer_received()
                         gate.mailbox.put_nowait((M_DATA, ch.index, payload))
+                elif kind == frame.EVENT:
+                    b = self.bound.get(cid)
+                    if b is not None:
+                        b[0].mailbox.put_nowait((M_EVENT, b[1].index, pickle.loads(payload)))
                 elif kind == frame.END:
                     b = self.bound.pop(cid, None)
                     if b is not None:

@@ -18,10 +18,11 @@ class ChannelClosedError(Exception):
 class SenderCredit:
     """Credits a sender holds for one channel."""
 
-    __slots__ = ("available", "_waiter", "_error")
+    __slots__ = ("available", "bound", "_waiter", "_error")
 
     def __init__(self) -> None:
         self.available = 0
+        self.bound = False  # the receiver has granted credit at least once: the channel is bound to its consumer
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
 
@@ -29,6 +30,7 @@ class SenderCredit:
         if n <= 0:
             raise ValueError(f"a credit grant must be positive, got {n}")
         self.available += n
+        self.bound = True
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -47,6 +49,18 @@ class SenderCredit:
             self.available -= 1
             return True
         return False
+
+    async def wait_bound(self) -> None:
+        """Wait until the receiver has bound the channel (its first grant). Events and END need no credit,
+        but the receiver drops frames of channels it has not bound yet."""
+        while not self.bound:
+            if self._error is not None:
+                raise self._error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     async def spend(self) -> None:
         """Spend one credit, waiting for a grant when there is none (this is where backpressure bites)."""

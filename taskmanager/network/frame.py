@@ -23,6 +23,8 @@ END = 3  # end of partition: no more data on this channel
 CREDIT = 4  # payload: u32 number of buffers the receiver grants
 CONTROL = 5  # worker <-> TaskManager control message, payload pickled
 FAIL = 6  # receiver side failed the channel's consumer: payload pickled reason (sender stops)
+EVENT = 7  # in-band event, ordered with the data: payload pickled (name, value), e.g. ("wm", 1000), ("idle", True)
+MAX_KIND = EVENT
 
 _CREDIT = struct.Struct("!I")
 
@@ -50,7 +52,7 @@ def decode_credit(payload: bytes) -> int:
 def decode_header(header: bytes) -> tuple[int, int, int]:
     """(length, kind, channel) of a header; raises FrameError for an impossible one."""
     length, kind, channel = HEADER.unpack(header)
-    if kind > FAIL or length > MAX_FRAME:
+    if kind > MAX_KIND or length > MAX_FRAME:
         raise FrameError(f"invalid frame header (kind={kind}, length={length}): is the peer a weir worker?")
     return length, kind, channel
 

@@ -20,6 +20,7 @@ from weir.graph.transformation import PartitionerSpec
 
 class OutputChannel(Protocol):
     async def send(self, values: list[Any], timestamps: list[int] | None) -> None: ...
+    async def event(self, ev: tuple[str, Any]) -> None: ...
     async def end(self) -> None: ...
 
 
@@ -168,6 +169,12 @@ class RecordWriter:
                 self.pending -= len(chunk)
             self.values[i] = vals[end:]
             self.timestamps[i] = ts[end:] if ts is not None and end < len(vals) else None
+
+    async def broadcast_event(self, ev: tuple[str, Any]) -> None:
+        """Send ``ev`` on every channel, after everything added before it (watermarks, idleness)."""
+        await self.flush(force=True)
+        for ch in self.channels:
+            await ch.event(ev)
 
     async def end(self) -> None:
         await self.flush(force=True)

@@ -5,28 +5,50 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from taskmanager.operators.base import Emit, Operator
+from taskmanager.operators.base import Emit, Operator, OperatorRuntime
 from taskmanager.operators.keyed import KeyedProcessOperator, KeyedReduceOperator
 from taskmanager.operators.sink import CollectOperator, SinkOperator
 from taskmanager.operators.stateless import FilterOperator, FlatMapOperator, MapOperator, ProcessOperator
+from taskmanager.operators.timestamps import TimestampsAndWatermarksOperator
+from taskmanager.operators.two_input import CoFlatMapOperator, CoMapOperator, CoProcessOperator
+from taskmanager.operators.window import WindowOperator
 from weir.graph.jobgraph import OperatorSpec
 
 
 def build_chain(
     specs: list[OperatorSpec],
     tail_out: Emit,
+    tail_watermark: Callable[[int], None],
+    runtime_for: Callable[[int], OperatorRuntime],
     push_results: Callable[[bytes, bool], Awaitable[None]] | None,
     buffer_records: int,
 ) -> list[Operator]:
-    """Operators for ``specs`` minus a leading source (the task drives sources itself), head first."""
+    """Operators for ``specs`` (a leading source is driven by the task itself), head first.
+
+    A source with a watermark strategy gets a TimestampsAndWatermarksOperator right after it, as Flink's
+    ``from_source(source, strategy, name)`` does inside the source operator.
+    """
+    specs = list(specs)
+    if specs and specs[0].kind == "source":
+        src = specs[0]
+        strategy = src.params.get("watermark_strategy")
+        specs = specs[1:]
+        if strategy is not None:
+            specs.insert(0, OperatorSpec("timestamps", "Timestamps/Watermarks", src.transformation_id,
+                                         uid=f"{src.uid or f'op{src.transformation_id}'}-watermarks",
+                                         params={"strategy": strategy}))
     ops: list[Operator] = []
     out: Emit = tail_out
+    wm: Callable[[int], None] = tail_watermark
     for spec in reversed(specs):
-        if spec.kind == "source":
-            continue
         op = _make(spec, out, push_results, buffer_records)
+        op.name = spec.name
+        op.uid = spec.uid or f"op{spec.transformation_id}"
+        op.emit_watermark = wm
+        op.runtime = runtime_for(spec.transformation_id)
         ops.append(op)
         out = op.process_batch
+        wm = op.process_watermark
     ops.reverse()
     return ops
 
@@ -51,6 +73,16 @@ def _make(
         op = KeyedReduceOperator(out, spec.fn, spec.key_selector)
     elif k == "keyed_process":
         op = KeyedProcessOperator(out, spec.fn, spec.key_selector)
+    elif k == "timestamps":
+        op = TimestampsAndWatermarksOperator(out, spec.params["strategy"])
+    elif k == "window":
+        op = WindowOperator(out, spec.key_selector, spec.params)
+    elif k == "co_map":
+        op = CoMapOperator(out, spec.fn)
+    elif k == "co_flat_map":
+        op = CoFlatMapOperator(out, spec.fn)
+    elif k in ("co_process", "keyed_co_process"):
+        op = CoProcessOperator(out, spec.fn, spec.params.get("key_selectors"))
     elif k == "sink":
         op = SinkOperator(spec.fn)
     elif k == "collect":
@@ -59,5 +91,4 @@ def _make(
         op = CollectOperator(push_results, buffer_records)
     else:
         raise ValueError(f"unknown operator kind {k!r}")
-    op.name = spec.name
     return op  # type: ignore[no-any-return]

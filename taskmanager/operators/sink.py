@@ -6,13 +6,9 @@ import pickle
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from taskmanager.operators.base import Operator
+from taskmanager.operators.base import Operator, _discard
 from weir.datastream.connectors.sink import Sink, SinkWriter
 from weir.datastream.functions import RuntimeContext, SinkFunction
-
-
-def _discard(values: list[Any], timestamps: list[int] | None) -> None:
-    pass
 
 
 class SinkOperator(Operator):

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from taskmanager.operators.base import Emit, Operator
+from taskmanager.operators.emitter import Collector
 from weir.datastream.functions import (
     FilterFunction,
     FlatMapFunction,
     MapFunction,
     ProcessFunction,
+    RuntimeContext,
     callable_of,
 )
 
@@ -84,13 +86,18 @@ class FlatMapOperator(Operator):
 
 
 class _ProcessContext(ProcessFunction.Context):
-    __slots__ = ("ts",)
+    __slots__ = ("ts", "collector", "pts")
 
-    def __init__(self) -> None:
+    def __init__(self, collector: Collector, pts: Any) -> None:
         self.ts: int | None = None
+        self.collector = collector
+        self.pts = pts
 
     def timestamp(self) -> int | None:
         return self.ts
+
+    def output(self, output_tag: Any, value: Any) -> None:
+        self.collector.side(output_tag, value, self.ts)
 
     def timer_service(self) -> Any:
         raise RuntimeError("timers are only available on a keyed stream: use key_by(...).process(...)")
@@ -103,17 +110,17 @@ class ProcessOperator(Operator):
         super().__init__(out)
         self.fn = fn
         self.f = fn.process_element
-        self.ctx = _ProcessContext()
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.collector = Collector(self.runtime)
+        self.ctx = _ProcessContext(self.collector, self.runtime.processing_time)
+        super().open(ctx)
 
     def process_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
-        f, ctx = self.f, self.ctx
-        out: list[Any] = []
-        ts_out: list[int] | None = None if timestamps is None else []
+        f, ctx, collect = self.f, self.ctx, self.collector.collect
         for i, v in enumerate(values):
             ctx.ts = None if timestamps is None else timestamps[i]
-            n = len(out)
-            out.extend(_results(f(v, ctx), "process_element"))
-            if ts_out is not None:
-                ts_out.extend([ctx.ts] * (len(out) - n))  # type: ignore[list-item]
+            collect(f(v, ctx), ctx.ts, "process_element")
+        out, ts = self.collector.take()
         if out:
-            self.out(out, ts_out)
+            self.out(out, ts)

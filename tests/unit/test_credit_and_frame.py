@@ -230,7 +230,7 @@ def test_decoder_holds_partial_frame():
 
 
 def test_invalid_kind_raises_frame_error():
-    bad = frame.HEADER.pack(0, frame.FAIL + 1, 0)
+    bad = frame.HEADER.pack(0, frame.MAX_KIND + 1, 0)
     with pytest.raises(FrameError):
         frame.decode_header(bad)
     with pytest.raises(FrameError):

@@ -57,6 +57,22 @@ class Recorder:
         return out
 
 
+def with_runtime(op: Any) -> Any:
+    """Give an operator what its task would: processing time, a hashmap keyed backend, side outputs."""
+    from state.memory import HashMapKeyedStateBackend
+    from taskmanager.operators.base import OperatorRuntime
+    from taskmanager.timers import ProcessingTimeService
+
+    op.runtime = OperatorRuntime(ProcessingTimeService(), lambda name: HashMapKeyedStateBackend(), lambda idle: None)
+    op.uid = "op"
+    return op
+
+
+def prepared(op: Any) -> Any:
+    with_runtime(op).open(ctx())
+    return op
+
+
 def ctx(index: int = 0, parallelism: int = 1, name: str = "task") -> RuntimeContext:
     return RuntimeContext(name, index, parallelism, 128)
 
@@ -165,7 +181,7 @@ def test_process_function_sees_timestamps_and_keeps_them():
                 yield (value, "again")
 
     rec = Recorder()
-    op = ProcessOperator(rec, P())
+    op = prepared(ProcessOperator(rec, P()))
     op.process_batch([1, -1, 2], [10, 20, 30])
     assert rec.calls == [([(1, 10), (2, 30), (2, "again")], [10, 30, 30])]
     op.process_batch([2], None)
@@ -180,7 +196,7 @@ def test_process_timer_service_requires_keyed_stream():
             ctx.timer_service()
 
     with pytest.raises(RuntimeError, match="key_by"):
-        ProcessOperator(Recorder(), P()).process_batch([1], None)
+        prepared(ProcessOperator(Recorder(), P())).process_batch([1], None)
 
 
 # ---- keyed reduce and field aggregates ----
@@ -192,7 +208,7 @@ def test_keyed_reduce_is_rolling_per_key():
             return (a[0], a[1] + b[1])
 
     rec = Recorder()
-    op = KeyedReduceOperator(rec, Add(), lambda v: v[0])
+    op = prepared(KeyedReduceOperator(rec, Add(), lambda v: v[0]))
     op.process_batch([("a", 1), ("b", 10), ("a", 2)], None)
     op.process_batch([("b", 5), ("a", 3)], [7, 8])
     assert rec.calls == [
@@ -207,7 +223,7 @@ def test_keyed_reduce_with_key_selector_object():
             return value % 3
 
     rec = Recorder()
-    op = KeyedReduceOperator(rec, lambda a, b: a + b, Mod())
+    op = prepared(KeyedReduceOperator(rec, lambda a, b: a + b, Mod()))
     op.process_batch(list(range(9)), None)
     # rolling sums per residue class: 0,1,2 | 0+3,1+4,2+5 | 3+6,5+7,7+8
     assert rec.values == [0, 1, 2, 3, 5, 7, 9, 12, 15]
@@ -215,7 +231,7 @@ def test_keyed_reduce_with_key_selector_object():
 
 def rolling(kind: str, position: Any, records: list[Any], key=lambda v: 0) -> list[Any]:
     rec = Recorder()
-    KeyedReduceOperator(rec, _field_aggregate(kind, position), key).process_batch(records, None)
+    prepared(KeyedReduceOperator(rec, _field_aggregate(kind, position), key)).process_batch(records, None)
     return rec.values
 
 
@@ -298,7 +314,7 @@ def test_keyed_stream_aggregates_through_the_api(method, expected):
     graph = env.get_job_graph()
     (spec,) = [op for v in graph.vertices for op in v.operators if op.kind == "reduce"]
     rec = Recorder()
-    op = KeyedReduceOperator(rec, spec.fn, spec.key_selector)
+    op = prepared(KeyedReduceOperator(rec, spec.fn, spec.key_selector))
     op.process_batch(records, None)
     assert rec.values == expected
 
@@ -318,8 +334,7 @@ class CountPerKey(KeyedProcessFunction):
 
 def test_keyed_process_value_state_per_key():
     rec = Recorder()
-    op = KeyedProcessOperator(rec, CountPerKey(), lambda v: v[0])
-    op.open(ctx())
+    op = prepared(KeyedProcessOperator(rec, CountPerKey(), lambda v: v[0]))
     op.process_batch([("a", 1), ("b", 1), ("a", 2)], None)
     op.process_batch([("a", 3), ("c", 1), ("b", 2)], [10, 20, 30])
     assert rec.calls == [
@@ -343,21 +358,29 @@ def test_keyed_process_state_clear_and_multiple_outputs():
             return None
 
     rec = Recorder()
-    op = KeyedProcessOperator(rec, Dedupe(), lambda v: v[0])
-    op.open(ctx())
+    op = prepared(KeyedProcessOperator(rec, Dedupe(), lambda v: v[0]))
     op.process_batch([("a", 1), ("a", 2), ("b", 1), ("a", "reset"), ("a", 3)], None)
     assert rec.values == [("a", 1), ("a", 1), ("b", 1), ("b", 1), ("a", 3), ("a", 3)]
 
 
-def test_keyed_process_timer_service_not_available_yet():
+def test_keyed_process_event_timers_fire_once_per_key_and_time_in_order():
     class T(KeyedProcessFunction):
         def process_element(self, value, ctx):
-            ctx.timer_service()
+            ctx.timer_service().register_event_time_timer(value[1])
+            ctx.timer_service().register_event_time_timer(value[1])  # twice: still one firing
 
-    op = KeyedProcessOperator(Recorder(), T(), lambda v: v)
-    op.open(ctx())
-    with pytest.raises(NotImplementedError):
-        op.process_batch([1], None)
+        def on_timer(self, timestamp, ctx):
+            yield (ctx.get_current_key(), timestamp, ctx.timestamp())
+
+    rec = Recorder()
+    op = prepared(KeyedProcessOperator(rec, T(), lambda v: v[0]))
+    op.process_batch([("a", 30), ("b", 10), ("a", 10), ("b", 50)], None)
+    op.process_watermark(29)
+    op.process_watermark(100)
+    assert rec.calls == [
+        ([("b", 10, 10), ("a", 10, 10)], [10, 10]),
+        ([("a", 30, 30), ("b", 50, 50)], [30, 50]),
+    ]
 
 
 def test_keyed_state_outside_keyed_stream_is_a_clear_error():
@@ -515,7 +538,8 @@ def test_build_chain_links_operators_head_first():
         OperatorSpec("sink", "Sink", 4, fn=got.append),
     ]
     tail = Recorder()
-    ops = build_chain(specs, tail, None, 100)
+    ops = build_chain(specs, tail, lambda wm: None, lambda tid: with_runtime(MapOperator(tail, str)).runtime,
+                      None, 100)
     assert [type(o) for o in ops] == [MapOperator, FilterOperator, FlatMapOperator, SinkOperator]
     assert [o.name for o in ops] == ["Inc", "Odd", "Dup", "Sink"]
     for o in ops:
@@ -531,14 +555,17 @@ def test_build_chain_tail_output_and_keyed_ops():
         OperatorSpec("reduce", "R", 1, fn=lambda a, b: (a[0], a[1] + b[1]), key_selector=lambda v: v[0]),
     ]
     tail = Recorder()
-    ops = build_chain(specs, tail, None, 100)
+    ops = build_chain(specs, tail, lambda wm: None, lambda tid: with_runtime(MapOperator(tail, str)).runtime,
+                      None, 100)
     assert [type(o) for o in ops] == [MapOperator, KeyedReduceOperator]
+    for o in ops:
+        o.open(ctx())
     ops[0].process_batch([1, 2, 3, 4], [1, 2, 3, 4])
     assert tail.calls == [([(1, 1), (0, 2), (1, 4), (0, 6)], [1, 2, 3, 4])]
 
 
 def test_build_chain_errors():
     with pytest.raises(RuntimeError, match="collect"):
-        build_chain([OperatorSpec("collect", "C", 0)], Recorder(), None, 10)
+        build_chain([OperatorSpec("collect", "C", 0)], Recorder(), lambda wm: None, lambda tid: None, None, 10)
     with pytest.raises(ValueError, match="bogus"):
-        build_chain([OperatorSpec("bogus", "B", 0)], Recorder(), None, 10)
+        build_chain([OperatorSpec("bogus", "B", 0)], Recorder(), lambda wm: None, lambda tid: None, None, 10)

@@ -4,5 +4,18 @@ from weir.common.configuration import Configuration
 from weir.common.row import Row, RowKind
 from weir.common.time import Duration, Time
 from weir.common.typeinfo import TypeInformation, Types
+from weir.common.watermark_strategy import TimestampAssigner, WatermarkStrategy
+from weir.common.execution_config import ExecutionConfig
 
-__all__ = ["Configuration", "Duration", "Row", "RowKind", "Time", "TypeInformation", "Types"]
+__all__ = [
+    "Configuration",
+    "Duration",
+    "ExecutionConfig",
+    "Row",
+    "RowKind",
+    "Time",
+    "TimestampAssigner",
+    "TypeInformation",
+    "Types",
+    "WatermarkStrategy",
+]

@@ -1,36 +1,72 @@
 """PyFlink's ``pyflink.datastream``."""
 
-from weir.datastream.data_stream import CloseableIterator, DataStream, DataStreamSink, KeyedStream
+from weir.datastream.data_stream import (
+    AllWindowedStream,
+    CloseableIterator,
+    ConnectedStreams,
+    DataStream,
+    DataStreamSink,
+    KeyedStream,
+    WindowedStream,
+)
 from weir.datastream.execution import JobExecutionException, JobExecutionResult, JobStatus
 from weir.datastream.functions import (
+    AggregateFunction,
+    CoFlatMapFunction,
+    CoMapFunction,
+    CoProcessFunction,
     FilterFunction,
     FlatMapFunction,
+    KeyedCoProcessFunction,
     KeyedProcessFunction,
     KeySelector,
     MapFunction,
+    ProcessAllWindowFunction,
     ProcessFunction,
+    ProcessWindowFunction,
     ReduceFunction,
     RuntimeContext,
     SinkFunction,
+    TimeDomain,
+    TimerService,
+    WindowFunction,
 )
+from weir.datastream.output_tag import OutputTag
+from weir.datastream.state_backend import EmbeddedRocksDBStateBackend, HashMapStateBackend
 from weir.datastream.stream_execution_environment import StreamExecutionEnvironment
 
 __all__ = [
+    "AggregateFunction",
+    "AllWindowedStream",
     "CloseableIterator",
+    "CoFlatMapFunction",
+    "CoMapFunction",
+    "CoProcessFunction",
+    "ConnectedStreams",
     "DataStream",
     "DataStreamSink",
+    "EmbeddedRocksDBStateBackend",
     "FilterFunction",
     "FlatMapFunction",
+    "HashMapStateBackend",
     "JobExecutionException",
     "JobExecutionResult",
     "JobStatus",
     "KeySelector",
+    "KeyedCoProcessFunction",
     "KeyedProcessFunction",
     "KeyedStream",
     "MapFunction",
+    "OutputTag",
+    "ProcessAllWindowFunction",
     "ProcessFunction",
+    "ProcessWindowFunction",
     "ReduceFunction",
     "RuntimeContext",
     "SinkFunction",
     "StreamExecutionEnvironment",
+    "TimeDomain",
+    "TimerService",
+    "WindowFunction",
+    "WindowedStream",
 ]

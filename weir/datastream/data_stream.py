@@ -7,8 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from weir.datastream.connectors.sink import PrintSink, Sink
 from weir.datastream.functions import (
+    CoFlatMapFunction,
+    CoMapFunction,
+    CoProcessFunction,
     FilterFunction,
     FlatMapFunction,
+    KeyedCoProcessFunction,
     KeyedProcessFunction,
     KeySelector,
     MapFunction,
@@ -17,6 +21,7 @@ from weir.datastream.functions import (
     SinkFunction,
     callable_of,
 )
+from weir.datastream.output_tag import OutputTag
 from weir.graph.transformation import PartitionerSpec, Transformation
 
 if TYPE_CHECKING:
@@ -95,6 +100,38 @@ class DataStream:
         if not isinstance(func, ProcessFunction):
             raise TypeError(f"DataStream.process expects a ProcessFunction, got {type(func).__name__}")
         return DataStream(self._env, self._add("process", "Process", func, output_type))
+
+    def assign_timestamps_and_watermarks(self, watermark_strategy: Any) -> DataStream:
+        """Assign record timestamps and generate watermarks with ``watermark_strategy`` (a WatermarkStrategy)."""
+        if not hasattr(watermark_strategy, "create_generator"):
+            raise TypeError(
+                f"assign_timestamps_and_watermarks expects a WatermarkStrategy, got {type(watermark_strategy).__name__}"
+            )
+        t = self._add("timestamps", "Timestamps/Watermarks", None, params={"strategy": watermark_strategy})
+        return DataStream(self._env, t)
+
+    def get_side_output(self, output_tag: OutputTag) -> DataStream:
+        """The records this operator emitted to ``output_tag`` (``yield tag, value`` or ``ctx.output(tag, value)``;
+        late window elements with ``side_output_late_data``)."""
+        if not isinstance(output_tag, OutputTag):
+            raise TypeError(f"get_side_output expects an OutputTag, got {type(output_tag).__name__}")
+        if self._t.is_virtual:
+            raise ValueError("get_side_output applies to the stream an operator produced, not to a partitioning")
+        t = Transformation(kind="side_output", name=f"SideOutput({output_tag.tag_id})", inputs=[self._t],
+                           params={"tag": output_tag.tag_id})
+        return DataStream(self._env, t)
+
+    def connect(self, ds: DataStream) -> ConnectedStreams:
+        """Connect two streams for a two-input operator (CoMap, CoFlatMap, CoProcess, KeyedCoProcess)."""
+        if ds._env is not self._env:
+            raise ValueError("cannot connect streams of different execution environments")
+        return ConnectedStreams(self, ds)
+
+    def window_all(self, window_assigner: Any) -> AllWindowedStream:
+        """Windows over the whole (non-keyed) stream: one subtask sees every record, as in Flink."""
+        _check_assigner(window_assigner)
+        keyed = self.key_by(_constant_key)
+        return AllWindowedStream(keyed, window_assigner)
 
     def key_by(self, key_selector: Any, key_type: Any = None) -> KeyedStream:
         _check(key_selector, KeySelector, "get_key")
@@ -256,6 +293,19 @@ class KeyedStream(DataStream):
             raise TypeError(f"KeyedStream.process expects a KeyedProcessFunction, got {type(func).__name__}")
         return self._keyed("keyed_process", "KeyedProcess", func, output_type)
 
+    def window(self, window_assigner: Any) -> WindowedStream:
+        """Group each key's records into windows (TumblingEventTimeWindows.of(Time.minutes(1)), ...)."""
+        _check_assigner(window_assigner)
+        return WindowedStream(self, window_assigner)
+
+    def count_window(self, size: int, slide: int | None = None) -> WindowedStream:
+        """Windows of ``size`` records per key (sliding by ``slide`` records)."""
+        from weir.datastream.window import CountSlidingWindowAssigner, CountTumblingWindowAssigner
+
+        if slide is None:
+            return WindowedStream(self, CountTumblingWindowAssigner.of(size))
+        return WindowedStream(self, CountSlidingWindowAssigner.of(size, slide))
+
     def map(self, func: Any, output_type: Any = None) -> DataStream:
         return DataStream(self._env, self._t).map(func, output_type)
 
@@ -287,3 +337,134 @@ class CloseableIterator(Iterator[Any]):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _constant_key(value: Any) -> int:
+    """The key of window_all: every record goes to the same (single) subtask."""
+    return 0
+
+
+def _check_assigner(assigner: Any) -> None:
+    if not hasattr(assigner, "assign_windows"):
+        raise TypeError(
+            f"expected a window assigner (e.g. TumblingEventTimeWindows.of(Time.seconds(10))), "
+            f"got {type(assigner).__name__}"
+        )
+
+
+def _lateness_ms(lateness: Any) -> int:
+    from weir.common.time import to_millis
+
+    ms = to_millis(lateness)
+    if ms < 0:
+        raise ValueError(f"allowed lateness must be >= 0, got {ms} ms")
+    return ms
+
+
+class WindowedStream:
+    """A keyed stream grouped into windows (``key_by(...).window(...)``)."""
+
+    _all = False
+
+    def __init__(self, keyed: KeyedStream, assigner: Any) -> None:
+        self._keyed_stream = keyed
+        self._assigner = assigner
+        self._trigger: Any = None
+        self._lateness = 0
+        self._late_tag: str | None = None
+
+    def trigger(self, trigger: Any) -> WindowedStream:
+        if not hasattr(trigger, "on_element"):
+            raise TypeError(f"expected a Trigger, got {type(trigger).__name__}")
+        if hasattr(self._assigner, "merge_windows") and not trigger.can_merge():
+            raise ValueError(f"{type(trigger).__name__} cannot be used with merging (session) windows")
+        self._trigger = trigger
+        return self
+
+    def allowed_lateness(self, time_ms: Any) -> WindowedStream:
+        """Keep window state ``time_ms`` (int ms, or a Time) past the watermark; late elements re-fire."""
+        self._lateness = _lateness_ms(time_ms)
+        return self
+
+    def side_output_late_data(self, output_tag: OutputTag) -> WindowedStream:
+        if not isinstance(output_tag, OutputTag):
+            raise TypeError(f"side_output_late_data expects an OutputTag, got {type(output_tag).__name__}")
+        self._late_tag = output_tag.tag_id
+        return self
+
+    def _window(self, name: str, output_type: Any, **params: Any) -> DataStream:
+        ks = self._keyed_stream
+        params.update(assigner=self._assigner, trigger=self._trigger, allowed_lateness=self._lateness,
+                      late_tag=self._late_tag, all=self._all)
+        t = ks._add("window", name, params.get("window_fn") or params.get("reduce_fn") or params.get("agg_fn"),
+                    output_type, key_selector=ks._key_selector, params=params,
+                    parallelism=1 if self._all else None)
+        return DataStream(ks._env, t)
+
+    def reduce(self, reduce_function: Any, window_function: Any = None, output_type: Any = None) -> DataStream:
+        _check(reduce_function, ReduceFunction, "reduce")
+        return self._window("Window(Reduce)", output_type, mode="reduce", reduce_fn=reduce_function,
+                            window_fn=window_function)
+
+    def aggregate(self, aggregate_function: Any, window_function: Any = None, accumulator_type: Any = None,
+                  output_type: Any = None) -> DataStream:
+        for m in ("create_accumulator", "add", "get_result"):
+            if not callable(getattr(aggregate_function, m, None)):
+                raise TypeError(f"aggregate expects an AggregateFunction (missing {m}()), "
+                                f"got {type(aggregate_function).__name__}")
+        return self._window("Window(Aggregate)", output_type, mode="aggregate", agg_fn=aggregate_function,
+                            window_fn=window_function)
+
+    def process(self, process_window_function: Any, output_type: Any = None) -> DataStream:
+        return self._window("Window(Process)", output_type, mode="list", window_fn=process_window_function)
+
+    def apply(self, window_function: Any, output_type: Any = None) -> DataStream:
+        return self._window("Window(Apply)", output_type, mode="list", window_fn=window_function)
+
+
+class AllWindowedStream(WindowedStream):
+    """``window_all``: windows over the whole stream, in one subtask."""
+
+    _all = True
+
+
+class ConnectedStreams:
+    """Two streams feeding one two-input operator (``a.connect(b)``)."""
+
+    def __init__(self, first: DataStream, second: DataStream) -> None:
+        self.stream1 = first
+        self.stream2 = second
+        self._keys: tuple[Any, Any] | None = None
+
+    def key_by(self, key_selector1: Any, key_selector2: Any, key_type: Any = None) -> ConnectedStreams:
+        k1 = self.stream1 if isinstance(self.stream1, KeyedStream) else self.stream1.key_by(key_selector1)
+        k2 = self.stream2 if isinstance(self.stream2, KeyedStream) else self.stream2.key_by(key_selector2)
+        c = ConnectedStreams(k1, k2)
+        c._keys = (key_selector1, key_selector2)
+        return c
+
+    def _two_input(self, kind: str, name: str, fn: Any, output_type: Any, **params: Any) -> DataStream:
+        env = self.stream1._env
+        t = Transformation(kind=kind, name=name, inputs=[self.stream1._t, self.stream2._t], fn=fn,
+                           output_type=output_type, params=params)
+        env._transformations.append(t)
+        return DataStream(env, t)
+
+    def map(self, func: CoMapFunction, output_type: Any = None) -> DataStream:
+        if not isinstance(func, CoMapFunction):
+            raise TypeError(f"ConnectedStreams.map expects a CoMapFunction, got {type(func).__name__}")
+        return self._two_input("co_map", "Co-Map", func, output_type)
+
+    def flat_map(self, func: CoFlatMapFunction, output_type: Any = None) -> DataStream:
+        if not isinstance(func, CoFlatMapFunction):
+            raise TypeError(f"ConnectedStreams.flat_map expects a CoFlatMapFunction, got {type(func).__name__}")
+        return self._two_input("co_flat_map", "Co-Flat Map", func, output_type)
+
+    def process(self, func: Any, output_type: Any = None) -> DataStream:
+        if isinstance(func, KeyedCoProcessFunction):
+            if self._keys is None:
+                raise ValueError("a KeyedCoProcessFunction needs keyed inputs: connect(...).key_by(k1, k2)")
+            return self._two_input("keyed_co_process", "KeyedCo-Process", func, output_type, key_selectors=self._keys)
+        if isinstance(func, CoProcessFunction):
+            return self._two_input("co_process", "Co-Process", func, output_type, key_selectors=self._keys)
+        raise TypeError(f"ConnectedStreams.process expects a (Keyed)CoProcessFunction, got {type(func).__name__}")

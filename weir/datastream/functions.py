@@ -178,8 +178,169 @@ def callable_of(fn: Any, base: type, method: str) -> Callable[..., Any]:
     raise TypeError(f"expected a {base.__name__} or a callable, got {type(fn).__name__}: {fn!r}")
 
 
+
+
+class TimerService(ABC):
+    """Timers and time of a keyed function (``ctx.timer_service()``), scoped to the current key."""
+
+    @abstractmethod
+    def current_processing_time(self) -> int: ...
+
+    @abstractmethod
+    def current_watermark(self) -> int: ...
+
+    @abstractmethod
+    def register_processing_time_timer(self, timestamp: int) -> None: ...
+
+    @abstractmethod
+    def register_event_time_timer(self, timestamp: int) -> None: ...
+
+    @abstractmethod
+    def delete_processing_time_timer(self, timestamp: int) -> None: ...
+
+    @abstractmethod
+    def delete_event_time_timer(self, timestamp: int) -> None: ...
+
+
+class TimeDomain:
+    EVENT_TIME = 0
+    PROCESSING_TIME = 1
+
+
+class AggregateFunction(Function):
+    """Incremental aggregation: ``add`` folds a value into an accumulator, ``merge`` joins two (sessions)."""
+
+    @abstractmethod
+    def create_accumulator(self) -> Any: ...
+
+    @abstractmethod
+    def add(self, value: Any, accumulator: Any) -> Any: ...
+
+    @abstractmethod
+    def get_result(self, accumulator: Any) -> Any: ...
+
+    def merge(self, acc_a: Any, acc_b: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.merge is needed by merging (session) windows")
+
+
+class WindowFunction(Function):
+    """``apply(key, window, inputs)`` over all elements (or the pre-aggregated result) of a window."""
+
+    @abstractmethod
+    def apply(self, key: Any, window: Any, inputs: Iterable[Any]) -> Iterable[Any]: ...
+
+
+class AllWindowFunction(Function):
+    @abstractmethod
+    def apply(self, window: Any, inputs: Iterable[Any]) -> Iterable[Any]: ...
+
+
+class ProcessWindowFunction(Function):
+    """``process(key, context, elements)``; the context gives the window, time and per-window state."""
+
+    class Context(ABC):
+        @abstractmethod
+        def window(self) -> Any: ...
+
+        @abstractmethod
+        def current_processing_time(self) -> int: ...
+
+        @abstractmethod
+        def current_watermark(self) -> int: ...
+
+        @abstractmethod
+        def window_state(self) -> Any: ...
+
+        @abstractmethod
+        def global_state(self) -> Any: ...
+
+        @abstractmethod
+        def output(self, output_tag: Any, value: Any) -> None: ...
+
+    @abstractmethod
+    def process(self, key: Any, context: ProcessWindowFunction.Context, elements: Iterable[Any]) -> Iterable[Any]:
+        ...
+
+    def clear(self, context: ProcessWindowFunction.Context) -> None:  # noqa: B027 - optional hook
+        """Called when the window is purged; clear per-window state here."""
+
+
+class ProcessAllWindowFunction(Function):
+    @abstractmethod
+    def process(self, context: ProcessWindowFunction.Context, elements: Iterable[Any]) -> Iterable[Any]: ...
+
+    def clear(self, context: ProcessWindowFunction.Context) -> None:  # noqa: B027
+        pass
+
+
+class CoMapFunction(Function):
+    @abstractmethod
+    def map1(self, value: Any) -> Any: ...
+
+    @abstractmethod
+    def map2(self, value: Any) -> Any: ...
+
+
+class CoFlatMapFunction(Function):
+    @abstractmethod
+    def flat_map1(self, value: Any) -> Iterable[Any]: ...
+
+    @abstractmethod
+    def flat_map2(self, value: Any) -> Iterable[Any]: ...
+
+
+class CoProcessFunction(Function):
+    class Context(ABC):
+        @abstractmethod
+        def timestamp(self) -> int | None: ...
+
+        @abstractmethod
+        def timer_service(self) -> TimerService: ...
+
+    @abstractmethod
+    def process_element1(self, value: Any, ctx: CoProcessFunction.Context) -> Iterable[Any] | None: ...
+
+    @abstractmethod
+    def process_element2(self, value: Any, ctx: CoProcessFunction.Context) -> Iterable[Any] | None: ...
+
+
+class KeyedCoProcessFunction(Function):
+    class Context(ABC):
+        @abstractmethod
+        def timestamp(self) -> int | None: ...
+
+        @abstractmethod
+        def timer_service(self) -> TimerService: ...
+
+        @abstractmethod
+        def get_current_key(self) -> Any: ...
+
+    class OnTimerContext(Context):
+        pass
+
+    @abstractmethod
+    def process_element1(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterable[Any] | None: ...
+
+    @abstractmethod
+    def process_element2(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterable[Any] | None: ...
+
+    def on_timer(self, timestamp: int, ctx: KeyedCoProcessFunction.OnTimerContext) -> Iterable[Any] | None:
+        return None
+
+
 __all__ = [
+    "AggregateFunction",
+    "AllWindowFunction",
+    "CoFlatMapFunction",
+    "CoMapFunction",
+    "CoProcessFunction",
     "Configuration",
+    "KeyedCoProcessFunction",
+    "ProcessAllWindowFunction",
+    "ProcessWindowFunction",
+    "TimeDomain",
+    "TimerService",
+    "WindowFunction",
     "FilterFunction",
     "FlatMapFunction",
     "Function",

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from weir.common.configuration import Configuration
+from weir.common.execution_config import ExecutionConfig
 from weir.datastream.connectors.source import CollectionSource, Source
 from weir.datastream.data_stream import CloseableIterator, DataStream
 from weir.datastream.execution import (
@@ -27,7 +28,7 @@ class StreamExecutionEnvironment:
     """
 
     def __init__(self, configuration: Configuration | None = None) -> None:
-        self._config = Configuration(configuration)
+        self._config = ExecutionConfig(configuration)
         ctx = get_context()
         self._parallelism = (ctx.parallelism if ctx and ctx.parallelism else None) or 1
         self._max_parallelism = DEFAULT_MAX_PARALLELISM
@@ -69,8 +70,23 @@ class StreamExecutionEnvironment:
     def get_buffer_timeout(self) -> int:
         return self._buffer_timeout_ms
 
-    def get_config(self) -> Configuration:
+    def get_config(self) -> ExecutionConfig:
         return self._config
+
+    def set_state_backend(self, state_backend: Any) -> StreamExecutionEnvironment:
+        """Where keyed state lives: ``HashMapStateBackend()`` (memory) or ``EmbeddedRocksDBStateBackend()``
+        (RocksDB on the slot's local disk). Without one, the TaskManager's default (hashmap) applies."""
+        name = getattr(state_backend, "name", None)
+        if name not in ("hashmap", "rocksdb"):
+            raise TypeError(
+                f"set_state_backend expects HashMapStateBackend() or EmbeddedRocksDBStateBackend(), got "
+                f"{type(state_backend).__name__}"
+            )
+        self._config.set_string("state.backend.type", name)
+        return self
+
+    def get_state_backend(self) -> str | None:
+        return self._config.get_string("state.backend.type")
 
     def configure(self, configuration: Configuration) -> StreamExecutionEnvironment:
         self._config.add_all(configuration)

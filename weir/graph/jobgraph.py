@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from weir.graph.transformation import PartitionerSpec, Transformation
+from weir.graph.transformation import TWO_INPUT_KINDS, PartitionerSpec, Transformation
 
 DEFAULT_MAX_PARALLELISM = 128
 
@@ -40,6 +40,9 @@ class JobEdge:
     source: str
     target: str
     partitioner: PartitionerSpec
+    target_input: int = 0  # 1: the second input of a two-input operator
+    side_output: str | None = None  # tag id when the edge carries a side output
+    source_operator: int = -1  # transformation id of the producing operator inside the source vertex
 
 
 @dataclass
@@ -82,22 +85,34 @@ class JobGraph:
         return max(v.parallelism for v in self.vertices)
 
 
-def _physical_inputs(t: Transformation) -> list[tuple[Transformation, PartitionerSpec | None]]:
-    """Resolve virtual nodes: the physical producers feeding ``t`` and the partitioner of each edge."""
-    out: list[tuple[Transformation, PartitionerSpec | None]] = []
+@dataclass
+class _Input:
+    node: Transformation
+    partitioner: PartitionerSpec | None
+    side_output: str | None
+    input_index: int
 
-    def walk(node: Transformation, part: PartitionerSpec | None) -> None:
+
+def _physical_inputs(t: Transformation) -> list[_Input]:
+    """Resolve virtual nodes: the physical producers feeding ``t``, with each edge's partitioner, side output
+    tag and logical input (0, or 1 for the second input of a two-input operator)."""
+    out: list[_Input] = []
+
+    def walk(node: Transformation, part: PartitionerSpec | None, tag: str | None, idx: int) -> None:
         if node.kind == "partition":
             # the partition closest to the consumer wins, as in Flink
-            walk(node.inputs[0], part or node.partitioner)
+            walk(node.inputs[0], part or node.partitioner, tag, idx)
         elif node.kind == "union":
             for i in node.inputs:
-                walk(i, part)
+                walk(i, part, tag, idx)
+        elif node.kind == "side_output":
+            walk(node.inputs[0], part, node.params["tag"], idx)
         else:
-            out.append((node, part))
+            out.append(_Input(node, part, tag, idx))
 
-    for i in t.inputs:
-        walk(i, None)
+    two_input = t.kind in TWO_INPUT_KINDS
+    for i, inp in enumerate(t.inputs):
+        walk(inp, None, None, i if two_input else 0)
     return out
 
 
@@ -155,15 +170,17 @@ def compile_job_graph(
 
     par = {t.id: parallelism_of(t) for t in order}
     inputs = {t.id: _physical_inputs(t) for t in order}
-    consumers: dict[int, list[int]] = defaultdict(list)
+    consumers: dict[int, list[int]] = defaultdict(list)  # main-output consumers only
     for t in order:
-        for src, _ in inputs[t.id]:
-            consumers[src.id].append(t.id)
+        for inp in inputs[t.id]:
+            if inp.side_output is None:
+                consumers[inp.node.id].append(t.id)
 
-    resolved: dict[int, list[tuple[Transformation, PartitionerSpec]]] = {}
+    resolved: dict[int, list[_Input]] = {}
     for t in order:
         lst = []
-        for src, part in inputs[t.id]:
+        for inp in inputs[t.id]:
+            src, part = inp.node, inp.partitioner
             if part is None:
                 part = PartitionerSpec("forward" if par[src.id] == par[t.id] else "rebalance")
             elif part.kind == "forward" and par[src.id] != par[t.id]:
@@ -171,14 +188,15 @@ def compile_job_graph(
                     f"forward partitioning does not allow a change of parallelism: {src.name!r} has "
                     f"{par[src.id]}, {t.name!r} has {par[t.id]}; use rebalance() or equal parallelism"
                 )
-            lst.append((src, part))
+            lst.append(_Input(src, part, inp.side_output, inp.input_index))
         resolved[t.id] = lst
 
     def chainable(t: Transformation) -> bool:
         ins = resolved[t.id]
-        if len(ins) != 1 or t.kind == "source":
+        if len(ins) != 1 or t.kind == "source" or t.kind in TWO_INPUT_KINDS or ins[0].side_output is not None:
             return False
-        src, part = ins[0]
+        src, part = ins[0].node, ins[0].partitioner
+        assert part is not None
         return (
             part.kind == "forward"
             and par[src.id] == par[t.id]
@@ -193,7 +211,7 @@ def compile_job_graph(
     chains: dict[int, list[Transformation]] = {}
     for t in order:
         if chainable(t):
-            head = chain_of[resolved[t.id][0][0].id]
+            head = chain_of[resolved[t.id][0].node.id]
             chain_of[t.id] = head
             chains[head].append(t)
         else:
@@ -233,11 +251,13 @@ def compile_job_graph(
     for t in order:
         if chain_of[t.id] != t.id:
             continue
-        for src, part in resolved[t.id]:
-            tail_vertex = by_id[vid[chain_of[src.id]]]
-            e = JobEdge(index=len(edges), source=tail_vertex.id, target=vid[t.id], partitioner=part)
+        for inp in resolved[t.id]:
+            src_vertex = by_id[vid[chain_of[inp.node.id]]]
+            assert inp.partitioner is not None
+            e = JobEdge(index=len(edges), source=src_vertex.id, target=vid[t.id], partitioner=inp.partitioner,
+                        target_input=inp.input_index, side_output=inp.side_output, source_operator=inp.node.id)
             edges.append(e)
-            tail_vertex.outputs.append(e.index)
+            src_vertex.outputs.append(e.index)
             by_id[e.target].inputs.append(e.index)
 
     return JobGraph(
@@ -273,7 +293,8 @@ def topology(graph: JobGraph) -> JobGraph:
     ]
     g.edges = [
         JobEdge(e.index, e.source, e.target,
-                PartitionerSpec(e.partitioner.kind, USER_CODE if e.partitioner.kind == "hash" else None))
+                PartitionerSpec(e.partitioner.kind, USER_CODE if e.partitioner.kind == "hash" else None),
+                e.target_input, e.side_output, e.source_operator)
         for e in graph.edges
     ]
     return g

@@ -12,10 +12,12 @@ from typing import Any
 
 _ids = itertools.count()
 
+TWO_INPUT_KINDS = frozenset({"co_map", "co_flat_map", "co_process", "keyed_co_process"})
 PHYSICAL_KINDS = frozenset(
-    {"source", "map", "flat_map", "filter", "process", "keyed_process", "reduce", "sink", "collect"}
-)
-VIRTUAL_KINDS = frozenset({"partition", "union"})
+    {"source", "map", "flat_map", "filter", "process", "keyed_process", "reduce", "sink", "collect", "timestamps",
+     "window"}
+) | TWO_INPUT_KINDS
+VIRTUAL_KINDS = frozenset({"partition", "union", "side_output"})
 
 
 @dataclass(frozen=True)
