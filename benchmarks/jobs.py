@@ -7,14 +7,48 @@ that cannot import ``benchmarks`` still run the jobs.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
-from weir.datastream import StreamExecutionEnvironment
+from weir.common import Duration, Time, Types, WatermarkStrategy
+from weir.datastream import EmbeddedRocksDBStateBackend, HashMapStateBackend, StreamExecutionEnvironment
 from weir.datastream.connectors import NumberSequenceSource, Sink, SinkWriter
-from weir.datastream.functions import RuntimeContext
+from weir.datastream.functions import KeyedProcessFunction, RuntimeContext
+from weir.datastream.state import MapStateDescriptor
+from weir.datastream.window import TumblingEventTimeWindows
 
 W2_KEYS = 10_000
 """Distinct keys of the W2 keyed reduce."""
+
+W3_KEYS = 10_000
+"""Distinct keys of the W3 window aggregation."""
+W3_STEP_MS = 2
+"""Event time between consecutive W3 records: a 1-minute window holds 30,000 records, 3 per key."""
+W3_DISORDER_MS = 2_000
+"""W3 records are up to this late relative to the highest timestamp before them (the watermark's bound)."""
+W3_WINDOW_MS = 60_000
+"""W3's tumbling window size (``Time.minutes(1)``)."""
+
+W4_CUSTOMERS = 10_000
+"""Distinct customers of the W4 transactions."""
+W4_STEP_MS = 10
+"""Event time between consecutive W4 transactions: 30,000 per 5 minutes, about 3 per customer."""
+W4_DISORDER_MS = 5_000
+"""W4 transactions are up to this late (the watermark's bound), as in examples/fraud_detection.py."""
+VELOCITY_MS = 5 * 60_000
+"""The velocity rule's horizon: the customer's transactions of the last 5 minutes."""
+MAX_COUNT = 5
+"""The velocity rule alerts above this many transactions within the horizon..."""
+MAX_AMOUNT = 2_000
+"""...or above this total amount."""
+
+_MIN_TIMESTAMP = -(2**63)
+"""``TimestampAssigner.NO_TIMESTAMP``: what a timestamp assigner gets as the record's previous timestamp."""
+_MAX_TIMESTAMP = 2**63 - 1
+"""The final watermark at the end of a bounded input: every window and timer fires."""
+
+_MASK64 = 2**64 - 1
+_GOLDEN64 = 0x9E3779B97F4A7C15
 
 
 # ---- user functions (shared by the jobs and the baselines) ----
@@ -34,14 +68,93 @@ def to_key_one(x: int) -> tuple[int, int]:
     return (x % W2_KEYS, 1)
 
 
-def first_field(pair: tuple[int, int]) -> int:
-    """W2 key selector: the key of a (key, count) pair."""
-    return pair[0]
+def first_field(record: tuple[Any, ...]) -> Any:
+    """Key selector of W2, W3 and W4: the first field, the key of a (key, count) pair, a (key, ts, value)
+    record or a (customer, amount, ts) transaction."""
+    return record[0]
 
 
 def sum_counts(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     """W2 reduce: add the counts of two pairs of the same key."""
     return (a[0], a[1] + b[1])
+
+
+def _mix(n: int) -> int:
+    """A cheap deterministic 64-bit hash of ``n`` (Fibonacci hashing, high bits folded down): the generators'
+    per-record randomness, without the cost of seeding a ``random.Random`` per record."""
+    h = (n * _GOLDEN64) & _MASK64
+    return h ^ (h >> 29)
+
+
+def w3_event(n: int) -> tuple[int, int, int]:
+    """W3 map: record n -> (key, ts, value); key n % ``W3_KEYS``, ts = n * ``W3_STEP_MS`` plus 0..2 s of disorder.
+
+    The disorder never exceeds ``W3_DISORDER_MS`` (every earlier record has ts <= 2 (n - 1) + 2000), so with a
+    2-second bounded-out-of-orderness watermark no record is late.
+    """
+    h = _mix(n)
+    return (n % W3_KEYS, n * W3_STEP_MS + (h >> 32) % (W3_DISORDER_MS + 1), h & 0xFF)
+
+
+def w3_event_time(value: tuple[int, int, int], record_timestamp: int) -> int:
+    """W3 timestamp assigner: the ts field of (key, ts, value)."""
+    return value[1]
+
+
+def sum_values(a: tuple[int, int, int], b: tuple[int, int, int]) -> tuple[int, int, int]:
+    """W3 window reduce: add the values of two (key, ts, value) records of the same key and window."""
+    return (a[0], a[1], a[2] + b[2])
+
+
+def w4_transaction(n: int) -> tuple[int, int, int]:
+    """W4 map: transaction n -> (customer, amount, ts), one every ``W4_STEP_MS`` ms, up to 5 s out of order.
+
+    As in examples/fraud_detection.py, now and then one customer bursts (8 transactions of 200..699 close
+    together, every 997).
+    """
+    h = _mix(n)
+    customer = h % W4_CUSTOMERS
+    amount = 1 + (h >> 16) % 399
+    if n % 997 < 8:
+        customer = (n // 997) % W4_CUSTOMERS
+        amount = 200 + (h >> 16) % 500
+    return (customer, amount, n * W4_STEP_MS + (h >> 32) % (W4_DISORDER_MS + 1))
+
+
+def w4_transaction_time(value: tuple[int, int, int], record_timestamp: int) -> int:
+    """W4 timestamp assigner: the ts field of (customer, amount, ts)."""
+    return value[2]
+
+
+class VelocityRule(KeyedProcessFunction):
+    """W4: examples/fraud_detection.py's ``VelocityRule``, copied (the benchmarks do not import the examples).
+
+    Keeps the customer's transactions of the last 5 minutes; checks the rule when the watermark passes each
+    transaction's time, so the result does not depend on arrival order."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        """Declares the MapState ts -> amounts of the customer's recent transactions."""
+        self.recent = runtime_context.get_map_state(
+            MapStateDescriptor("recent", Types.LONG(), Types.LIST(Types.LONG())))
+
+    def process_element(self, value: Any, ctx: Any) -> None:
+        """Remembers the transaction and registers an event-time timer at its time."""
+        amounts = self.recent.get(value[2]) or []
+        self.recent.put(value[2], amounts + [value[1]])
+        ctx.timer_service().register_event_time_timer(value[2])
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Any:
+        """Evaluates the rule at ``timestamp`` and drops transactions older than the horizon."""
+        horizon = timestamp - VELOCITY_MS
+        count = total = 0
+        for ts in list(self.recent.keys()):
+            if ts <= horizon:
+                self.recent.remove(ts)  # clean-up: older than the rule's 5 minutes
+            elif ts <= timestamp:
+                count += len(self.recent.get(ts))
+                total += sum(self.recent.get(ts))
+        if count > MAX_COUNT or total > MAX_AMOUNT:
+            yield ("alert", ctx.get_current_key(), timestamp, total, count)
 
 
 # ---- a discarding sink ----
@@ -92,6 +205,53 @@ def build_w2(env: StreamExecutionEnvironment, records: int) -> None:
     )
 
 
+def _build_w3(env: StreamExecutionEnvironment, records: int) -> None:
+    env.set_parallelism(1)
+    strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(W3_DISORDER_MS // 1000))
+                .with_timestamp_assigner(w3_event_time))
+    (
+        env.from_source(NumberSequenceSource(0, records - 1), WatermarkStrategy.no_watermarks(), "Numbers")
+        .map(w3_event)
+        .assign_timestamps_and_watermarks(strategy)
+        .key_by(first_field)
+        .window(TumblingEventTimeWindows.of(Time.minutes(W3_WINDOW_MS // 60_000)))
+        .reduce(sum_values)
+        .sink_to(CountingSink())
+        .name("Discard")
+    )
+
+
+def build_w3_hashmap(env: StreamExecutionEnvironment, records: int) -> None:
+    """W3 on the hashmap backend: numbers -> map to (key, ts, value) -> timestamps and 2 s bounded watermarks ->
+    key_by -> 1-minute tumbling event-time window reduce (sum) -> discarding sink, parallelism 1."""
+    env.set_state_backend(HashMapStateBackend())
+    _build_w3(env, records)
+
+
+def build_w3_rocksdb(env: StreamExecutionEnvironment, records: int) -> None:
+    """W3 as ``build_w3_hashmap``, with the window contents in RocksDB."""
+    env.set_state_backend(EmbeddedRocksDBStateBackend())
+    _build_w3(env, records)
+
+
+def build_w4(env: StreamExecutionEnvironment, records: int) -> None:
+    """W4: numbers -> map to transactions -> timestamps and 5 s bounded watermarks -> key_by customer ->
+    VelocityRule (MapState, event-time timers) -> discarding sink, parallelism 2."""
+    env.set_parallelism(2)
+    strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(W4_DISORDER_MS // 1000))
+                .with_timestamp_assigner(w4_transaction_time))
+    (
+        env.from_source(NumberSequenceSource(0, records - 1), WatermarkStrategy.no_watermarks(), "Transaction ids")
+        .map(w4_transaction)
+        .assign_timestamps_and_watermarks(strategy)
+        .key_by(first_field)
+        .process(VelocityRule())
+        .name("velocity rule")
+        .sink_to(CountingSink())
+        .name("Discard")
+    )
+
+
 # ---- baselines: one plain loop in this process, same functions, same records ----
 
 def baseline_w1(records: int) -> int:
@@ -123,3 +283,114 @@ def baseline_w2(records: int) -> int:
         state[k] = v
         count += 1
     return count
+
+
+def _fire_windows(contents: dict[Any, Any], pending: dict[int, list[Any]], watermark: int) -> int:
+    """Emits (counts and discards) the windows whose end the watermark has passed, oldest first."""
+    fired = 0
+    for start in sorted(pending):
+        if start + W3_WINDOW_MS - 1 > watermark:
+            break
+        for k in pending.pop(start):
+            contents.pop((k, start))  # the window's result: emitted, then dropped
+            fired += 1
+    return fired
+
+
+def baseline_w3(records: int) -> int:
+    """W3 as a plain loop: dict[(key, window start)] of reduced values, windows fired by a bounded watermark.
+
+    Same record-building, timestamp, key and reduce functions as the job. The watermark (max ts - 2 s - 1) is
+    advanced every 1,024 records (the job's every 200 ms); a window fires when it passes the window's end - 1,
+    the rest at the end of input. ``pending`` holds per window start the keys that have state in it -- the
+    end-of-window timers. Returns the number of windows emitted.
+    """
+    f_event, f_ts, f_key, f_reduce = w3_event, w3_event_time, first_field, sum_values
+    size, bound = W3_WINDOW_MS, W3_DISORDER_MS
+    contents: dict[Any, Any] = {}
+    pending: dict[int, list[Any]] = {}
+    get = contents.get
+    max_ts = watermark = _MIN_TIMESTAMP
+    fired = late = 0
+    for n in range(records):
+        v: Any = f_event(n)
+        ts = f_ts(v, _MIN_TIMESTAMP)
+        if ts > max_ts:
+            max_ts = ts
+        start = ts - ts % size
+        if start + size - 1 <= watermark:  # late: dropped, as by the window operator (never happens here)
+            late += 1
+            continue
+        k = f_key(v)
+        ck = (k, start)
+        acc = get(ck, _MISSING)
+        if acc is _MISSING:
+            contents[ck] = v
+            keys = pending.get(start)
+            if keys is None:
+                keys = pending[start] = []
+            keys.append(k)
+        else:
+            contents[ck] = f_reduce(acc, v)
+        if n & 1023 == 1023:
+            watermark = max_ts - bound - 1
+            fired += _fire_windows(contents, pending, watermark)
+    return fired + _fire_windows(contents, pending, _MAX_TIMESTAMP)
+
+
+def _fire_velocity(recent: dict[Any, dict[int, list[int]]], timers: list[tuple[int, Any]], watermark: int) -> int:
+    """Evaluates the velocity rule for the timers at or before ``watermark``, in timestamp order, as
+    ``VelocityRule.on_timer`` does; returns the number of alerts (counted and discarded)."""
+    alerts = 0
+    pop = heapq.heappop
+    while timers and timers[0][0] <= watermark:
+        timestamp, c = pop(timers)
+        r = recent[c]
+        horizon = timestamp - VELOCITY_MS
+        count = total = 0
+        for ts in list(r):
+            if ts <= horizon:
+                del r[ts]
+            elif ts <= timestamp:
+                amounts = r[ts]
+                count += len(amounts)
+                total += sum(amounts)
+        if count > MAX_COUNT or total > MAX_AMOUNT:
+            alerts += 1
+    return alerts
+
+
+def baseline_w4(records: int) -> int:
+    """W4 as a plain loop: the velocity rule per customer, in event-time order, on dicts and a heap of timers.
+
+    Same transaction, timestamp and key functions as the job. Per customer a dict ts -> amounts (the MapState);
+    a timer (ts, customer) is pushed on the heap when the customer's first transaction at ts arrives (timers
+    are deduplicated per key and time; no transaction is late, so none arrives after its timer fired). The
+    watermark (max ts - 5 s - 1) advances every 1,024 records and fires the timers it passed, the rest fire at
+    the end. Returns the number of alerts.
+    """
+    f_tx, f_ts, f_key = w4_transaction, w4_transaction_time, first_field
+    bound = W4_DISORDER_MS
+    recent: dict[Any, dict[int, list[int]]] = {}
+    timers: list[tuple[int, Any]] = []
+    push = heapq.heappush
+    max_ts = _MIN_TIMESTAMP
+    alerts = 0
+    for n in range(records):
+        v = f_tx(n)
+        ts = f_ts(v, _MIN_TIMESTAMP)
+        if ts > max_ts:
+            max_ts = ts
+        c = f_key(v)
+        r = recent.get(c)
+        if r is None:
+            r = recent[c] = {}
+        amounts = r.get(ts)
+        if amounts is None:
+            r[ts] = [v[1]]
+            push(timers, (ts, c))
+        else:
+            r[ts] = amounts + [v[1]]
+        if n & 1023 == 1023:
+            alerts += _fire_velocity(recent, timers, max_ts - bound - 1)
+    return alerts + _fire_velocity(recent, timers, _MAX_TIMESTAMP)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from state.handles import (
     InternalAggregatingState,
@@ -56,6 +56,7 @@ class IncompatibleStateError(ValueError):
     """A state name was asked for with another kind of state, or another TTL setting, than it holds."""
 
 
+@runtime_checkable
 class KeyedStateBackend(Protocol):
     """Keyed state of one operator instance.
 

@@ -118,6 +118,10 @@ class InternalValueState(ValueState[Any], InternalKvState):
 class InternalListState(ListState[Any], InternalMergingState):
     """ListState handle."""
 
+    @abstractmethod
+    def get(self) -> list[Any]:
+        """A new list of the current key's elements (empty when it has none)."""
+
 
 class InternalMapState(MapState[Any, Any], InternalKvState):
     """MapState handle."""

@@ -1,8 +1,8 @@
 """RocksDB keyed state backend: one rocksdict database per operator instance, on the slot's local disk.
 
-Layout. Each state table is a column family (``s.<name>``); the default column family holds one small record
-per state handle (its kind and whether TTL is on), so a reopened database refuses to be read as another kind of
-state. A DB key is::
+Layout. Each state table is a column family (``s.<name>``); the default column family holds the max parallelism
+and one small record per state handle (its kind and whether TTL is on), so a reopened database refuses to be read
+with other key groups or as another kind of state. A DB key is::
 
     key group (2 bytes, big-endian) | len(K) (4 bytes) | K | len(N) (4 bytes) | N
 
@@ -54,6 +54,7 @@ _HEAD = struct.Struct(">HI")
 _LEN = struct.Struct(">I")
 _CF_PREFIX = "s."
 _META_PREFIX = b"meta:"
+_MAX_PARALLELISM_KEY = b"max_parallelism"
 _KEY_SPACE_END = b"\x80"  # every DB key starts with a key group < 32768: first byte <= 0x7f
 
 _MISS: Any = object()  # not in the cache
@@ -185,6 +186,7 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
     """
 
     def __init__(self, backend: RocksDBKeyedStateBackend, name: str, cf: Rdict, cf_handle: Any) -> None:
+        """Made by ``RocksDBKeyedStateBackend.table``: ``cf`` reads the column family, ``cf_handle`` writes it."""
         self.name = name
         self._backend = backend
         self._cf = cf
@@ -205,6 +207,7 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         return v
 
     def get(self, k: tuple[Any, Any], default: Any = None) -> Any:
+        """The value of entry ``k``, or ``default``: from the cache, else from the DB (then cached)."""
         v = self._cache.get(k, _MISS)
         if v is _MISS:
             v = self._load(k)
@@ -234,7 +237,10 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
     def discard(self, k: tuple[Any, Any]) -> None:
         """Deletes entry ``k`` if present, without reading it (a blind delete)."""
         c = self._cache
+        if c.get(k) is _ABSENT:  # known absent, or its delete is pending already
+            return
         c[k] = _ABSENT
+        self._dirty.add(k)
         if len(c) > self._limit:
             self._backend._overflow()
 
@@ -244,6 +250,11 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         self.discard(k)
 
     def pop(self, k: tuple[Any, Any], default: Any = _NO_DEFAULT) -> Any:
+        """Removes entry ``k`` and returns its value (``default`` if absent).
+
+        Raises:
+            KeyError: ``k`` is absent and no default was given.
+        """
         v = self._cache.get(k, _MISS)
         if v is _MISS:
             v = self._load(k)
@@ -276,9 +287,11 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         return sum(1 for _ in self._cf.keys())  # noqa: SIM118 - an Rdict, not a dict
 
     def items(self) -> _ItemsView:
+        """A view whose iteration flushes, then scans the column family once (no point reads)."""
         return _ItemsView(self)
 
     def values(self) -> _ValuesView:
+        """A view whose iteration flushes, then scans the column family once (no point reads)."""
         return _ValuesView(self)
 
     def clear(self) -> None:
@@ -363,15 +376,29 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         self._wbm = WriteBufferManager(memtable_bytes, False)
         self._block_cache = Cache(block_cache_bytes)
         self._opts = _db_options(self._wbm, self._block_cache)
-        existing = Rdict.list_cf(self.path) if os.path.exists(os.path.join(self.path, "CURRENT")) else []
-        self._db: Rdict | None = Rdict(
-            self.path, self._opts, column_families={n: self._opts for n in existing if n != "default"}
-        )
+        try:
+            existing = Rdict.list_cf(self.path) if os.path.exists(os.path.join(self.path, "CURRENT")) else []
+            db = Rdict(self.path, self._opts, column_families={n: self._opts for n in existing if n != "default"})
+        except Exception as e:
+            raise RuntimeError(
+                f"cannot open the RocksDB state backend at {self.path} (is another backend using it?): {e}"
+            ) from e
+        self._db: Rdict | None = db
         self._write_opts = WriteOptions()
         # the WAL is off, as in Flink (durability comes from checkpoints); rocksdict's stubs call it a method,
         # at run time it is a property
         setattr(self._write_opts, "disable_wal", True)  # noqa: B010
-        self._db.set_write_options(self._write_opts)
+        db.set_write_options(self._write_opts)
+        stored_mp = db.get(_MAX_PARALLELISM_KEY)
+        if stored_mp is None:
+            db.put(_MAX_PARALLELISM_KEY, str(max_parallelism).encode(), self._write_opts)
+        elif int(stored_mp) != max_parallelism:
+            self._db = None
+            db.close()
+            raise ValueError(
+                f"the RocksDB state at {self.path} was written with max_parallelism {int(stored_mp)}; it cannot be "
+                f"opened with {max_parallelism} (key groups are part of every DB key)"
+            )
         self._stored = [n[len(_CF_PREFIX) :] for n in existing if n.startswith(_CF_PREFIX)]
         self._tables: dict[str, RocksDBTable] = {}
         self._closed = False

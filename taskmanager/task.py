@@ -10,6 +10,7 @@ ever sees another's state.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import pickle
@@ -173,7 +174,10 @@ class StreamTask:
 
             if self.local_dir is None:
                 raise RuntimeError("the RocksDB state backend needs a local directory on the TaskManager")
-            path = os.path.join(self.local_dir, "".join(c if c.isalnum() else "_" for c in name))
+            # readable and unique: names differing only in punctuation must not share a database
+            safe = "".join(c if c.isalnum() else "_" for c in name)[:40]
+            path = os.path.join(self.local_dir, f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:10]}")
+            shutil.rmtree(path, ignore_errors=True)  # state comes from checkpoints, never from a previous run
             backend: Any = RocksDBKeyedStateBackend(path, max_parallelism=self.vertex.max_parallelism)
         elif kind == "hashmap":
             from state.memory import HashMapKeyedStateBackend

@@ -163,7 +163,7 @@ class WindowOperator(Operator):
         self.mode: str = params["mode"]
         self.reduce_fn = params.get("reduce_fn")
         self.reduce = callable_of(self.reduce_fn, ReduceFunction, "reduce") if self.reduce_fn is not None else None
-        self.agg = params.get("agg_fn")
+        self.agg: Any = params.get("agg_fn")
         self.window_fn = params.get("window_fn")
         self.all = bool(params.get("all"))
         self.event_time: bool = self.assigner.is_event_time()
@@ -171,6 +171,11 @@ class WindowOperator(Operator):
         self.late_dropped = 0
         # sliding count windows keep only their last N elements when they fire (Flink's CountEvictor)
         self.evict_to: int | None = getattr(self.assigner, "count_evictor_size", None)
+        # with an evictor the window keeps its elements and reduces/aggregates them when it fires
+        # (Flink's EvictingWindowOperator): eviction must see elements, not a pre-aggregated value
+        self.fold_on_fire: str | None = None
+        if self.evict_to and self.mode in ("reduce", "aggregate"):
+            self.fold_on_fire, self.mode = self.mode, "list"
 
     def open(self, ctx: RuntimeContext) -> None:
         from weir.datastream.window import EventTimeTrigger, TumblingEventTimeWindows
@@ -242,6 +247,16 @@ class WindowOperator(Operator):
             elements = [self.agg.get_result(contents)]
         else:
             elements = contents
+            if self.fold_on_fire == "reduce":
+                acc = elements[0]
+                for e in elements[1:]:
+                    acc = self.reduce(acc, e)  # type: ignore[misc]
+                elements = [acc]
+            elif self.fold_on_fire == "aggregate":
+                acc = self.agg.create_accumulator()
+                for e in elements:
+                    acc = self.agg.add(e, acc)
+                elements = [self.agg.get_result(acc)]
         wf = self.window_fn
         ts = window.max_timestamp()
         if wf is None:

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from state.backend import AbstractKeyedStateBackend, IncompatibleStateError, wall_clock_ms
+from state.backend import AbstractKeyedStateBackend, IncompatibleStateError, KeyedStateBackend, wall_clock_ms
 from state.keygroups import key_group_for
 from state.memory import HashMapKeyedStateBackend
 from state.rocksdb import RocksDBKeyedStateBackend
+from weir.common.time import Time
 from weir.datastream.functions import ReduceFunction
 from weir.datastream.state import (
     AggregatingStateDescriptor,
@@ -23,7 +24,6 @@ from weir.datastream.state import (
     StateTtlConfig,
     ValueStateDescriptor,
 )
-from weir.common.time import Time
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def test_map_state_api(backend: AbstractKeyedStateBackend) -> None:
     assert "w" not in m
     assert sorted(iter(m)) == ["x", "y", "z"]
     # views are snapshots: the map may change while iterating over them
-    for key in m.keys():
+    for key in m.keys():  # noqa: SIM118 - MapState.keys(), the API under test
         m.remove(key)
     assert m.is_empty()
     m.remove("never there")
@@ -254,7 +254,7 @@ def test_namespaces_are_isolated_for_every_kind(backend: AbstractKeyedStateBacke
     m = backend.get_map_state(MapStateDescriptor("m"))
     r = backend.get_reducing_state(ReducingStateDescriptor("r", _add))
     a = backend.get_aggregating_state(AggregatingStateDescriptor("a", Avg()))
-    handles = [v, lst, m, r, a]
+    handles: list[Any] = [v, lst, m, r, a]
     namespaces = [None, Win(0, 10), Win(10, 20), "global"]
     for key in ("k1", "k2"):
         backend.current_key = key
@@ -417,6 +417,12 @@ def test_wrong_descriptor_type_is_refused(backend: AbstractKeyedStateBackend) ->
         backend.get_map_state("m")  # type: ignore[arg-type]
 
 
+def test_backends_satisfy_the_protocol(backend: AbstractKeyedStateBackend) -> None:
+    typed: KeyedStateBackend = backend  # checked by mypy as well
+    assert isinstance(typed, KeyedStateBackend)
+    assert not isinstance(object(), KeyedStateBackend)
+
+
 def test_backend_arguments_are_checked(make: Callable[..., AbstractKeyedStateBackend]) -> None:
     with pytest.raises(ValueError, match="max_parallelism"):
         make(max_parallelism=0)
@@ -460,7 +466,7 @@ def test_raw_table_mapping(backend: AbstractKeyedStateBackend) -> None:
     del t[(6, Win(0, 10))]
     assert t.setdefault((6, Win(0, 10)), ["new"]) == ["new"]
     assert len(t) == 19
-    expected = {(k, Win(0, 10)): [k] for k in range(10) if k != 5}
+    expected: dict[tuple[int, Win], list[Any]] = {(k, Win(0, 10)): [k] for k in range(10) if k != 5}
     expected.update({(k, Win(10, 20)): [k, k] for k in range(10)})
     expected[(4, Win(0, 10))] = [4, "more"]
     expected[(6, Win(0, 10))] = ["new"]
@@ -488,7 +494,7 @@ def test_iter_key_group_returns_exactly_the_groups_keys(make: Callable[..., Abst
     v = b.get_state(ValueStateDescriptor("v"))
     lst = b.get_list_state(ListStateDescriptor("l"))
     raw = b.table("raw")
-    keys = [f"user-{i}" for i in range(60)] + list(range(40)) + [("t", i) for i in range(10)]
+    keys: list[Any] = [f"user-{i}" for i in range(60)] + list(range(40)) + [("t", i) for i in range(10)]
     expected: set[tuple[str, Any, Any, Any]] = set()
     for k in keys:
         b.current_key = k

@@ -56,7 +56,7 @@ def _raw_entries(path: Path, table: str) -> dict[bytes, bytes]:
     names = Rdict.list_cf(str(path))
     db = Rdict(str(path), o, column_families={n: o for n in names if n != "default"})
     cf = db.get_column_family("s." + table)
-    out = dict(cf.items())
+    out = {bytes(k): bytes(v) for k, v in cf.items()}  # type: ignore[arg-type]
     del cf
     db.close()
     return out
@@ -191,7 +191,7 @@ def test_iteration_sees_cache_and_db(tmp_path: Path) -> None:
         t[(i, Win(i, i + 1))] = i * i
     t[(0, Win(0, 1))] = "changed"
     del t[(19, Win(19, 20))]
-    expected = {(i, Win(i, i + 1)): i * i for i in range(19)}
+    expected: dict[tuple[int, Win], Any] = {(i, Win(i, i + 1)): i * i for i in range(19)}
     expected[(0, Win(0, 1))] = "changed"
     assert dict(t.items()) == expected
     assert len(t) == 19 and set(t) == set(expected)
@@ -335,7 +335,9 @@ def test_iter_key_group_reads_one_range(tmp_path: Path) -> None:
         if i % 3 == 0:
             by_group[g].add(("m", f"key-{i}", Win(i, i + 1), (("x", i),)))
     for g in range(mp):
-        got = {(n, k, ns, tuple(val.items()) if isinstance(val, dict) else val) for n, k, ns, val in b.iter_key_group(g)}
+        got = {
+            (n, k, ns, tuple(val.items()) if isinstance(val, dict) else val) for n, k, ns, val in b.iter_key_group(g)
+        }
         assert got == by_group.get(g, set()), g
     with pytest.raises(ValueError, match="out of range"):
         list(b.iter_key_group(mp))
@@ -349,3 +351,21 @@ def test_dispose_removes_the_directory(tmp_path: Path) -> None:
     b.dispose()
     assert not os.path.exists(tmp_path / "db")
     b.dispose()  # idempotent
+
+
+def test_reopen_with_other_max_parallelism_is_refused(tmp_path: Path) -> None:
+    b = RocksDBKeyedStateBackend(tmp_path / "db", max_parallelism=64)
+    b.table("t")[("k", None)] = 1
+    b.close()
+    with pytest.raises(ValueError, match="max_parallelism 64"):
+        RocksDBKeyedStateBackend(tmp_path / "db", max_parallelism=128)
+    b = RocksDBKeyedStateBackend(tmp_path / "db", max_parallelism=64)  # the refused open released the DB
+    assert b.table("t")[("k", None)] == 1
+    b.close()
+
+
+def test_one_database_one_backend(tmp_path: Path) -> None:
+    b = RocksDBKeyedStateBackend(tmp_path / "db")
+    with pytest.raises(RuntimeError, match="another backend"):
+        RocksDBKeyedStateBackend(tmp_path / "db")
+    b.close()

@@ -1,11 +1,11 @@
 """PyFlink's ``pyflink.common``: types, rows and configuration."""
 
 from weir.common.configuration import Configuration
+from weir.common.execution_config import ExecutionConfig
 from weir.common.row import Row, RowKind
 from weir.common.time import Duration, Time
 from weir.common.typeinfo import TypeInformation, Types
 from weir.common.watermark_strategy import TimestampAssigner, WatermarkStrategy
-from weir.common.execution_config import ExecutionConfig
 
 __all__ = [
     "Configuration",

@@ -259,6 +259,11 @@ class StateTtlConfig:
             """Check ``cleanup_size`` entries for expiry upon state access (and per record if asked)."""
 
             def __init__(self, cleanup_size: int, run_cleanup_for_every_record: bool) -> None:
+                """Configures the strategy.
+
+                Raises:
+                    ValueError: ``cleanup_size`` is not positive.
+                """
                 if cleanup_size <= 0:
                     raise ValueError(f"cleanup_size must be positive, got {cleanup_size}")
                 self._cleanup_size = int(cleanup_size)
@@ -278,6 +283,11 @@ class StateTtlConfig:
             def __init__(
                 self, query_time_after_num_entries: int, periodic_compaction_time: Duration | None = None
             ) -> None:
+                """Configures the strategy (periodic compaction every 30 days by default).
+
+                Raises:
+                    ValueError: ``query_time_after_num_entries`` is negative.
+                """
                 if query_time_after_num_entries < 0:
                     raise ValueError(
                         f"query_time_after_num_entries must be >= 0, got {query_time_after_num_entries}"
@@ -304,6 +314,7 @@ class StateTtlConfig:
             ],
             is_cleanup_in_background: bool,
         ) -> None:
+            """The configured strategies; made by ``StateTtlConfig.Builder.build``."""
             self._strategies = dict(strategies)
             self._is_cleanup_in_background = is_cleanup_in_background
 
