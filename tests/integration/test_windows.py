@@ -256,3 +256,19 @@ def test_session_windows_merge(on_cluster: str, backend: str, parallelism: int) 
                               EventTimeSessionWindows.with_gap(Time.seconds(1)), 0, "aggregate")
     assert fires == expected
     assert late == []
+
+
+def test_window_all_sees_the_whole_stream(on_cluster: str) -> None:
+    from weir.datastream.functions import ProcessAllWindowFunction
+
+    class Count(ProcessAllWindowFunction):
+        def process(self, context: Any, elements: Any) -> Any:
+            els = list(elements)
+            yield (context.window().start, len(els), sum(e[2] for e in els))
+
+    segs = make_segments(seed=5)
+    expected, _ = reference_windows([[("all", ts, v) for _, ts, v in s] for s in segs], tumbling(2_000), 0)
+    env = env_for(on_cluster, 2, "hashmap")
+    out = (timestamped(env, segs).window_all(TumblingEventTimeWindows.of(Time.seconds(2))).process(Count())
+           .execute_and_collect())
+    assert collections.Counter(out) == collections.Counter((s, c, t) for (_, s, _, t, c) in expected.elements())
