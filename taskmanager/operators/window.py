@@ -19,7 +19,7 @@ from typing import Any
 
 from taskmanager.operators.base import Emit, Operator
 from taskmanager.operators.emitter import Collector
-from taskmanager.timers import MAX_TIME, InternalTimerService
+from taskmanager.timers import MAX_TIME, MIN_TIME, InternalTimerService
 from weir.datastream.functions import (
     AllWindowFunction,
     Function,
@@ -317,6 +317,15 @@ class WindowOperator(Operator):
                 else:
                     del self.merging_sets[(key, None)]
 
+    def _retire(self, key: Any, window: Any) -> None:
+        """Drop a late merged window from the key's set (Flink's retireWindow); its state is left to cleanup."""
+        assert self.merging_sets is not None
+        ws = [w for w in self.merging_sets.get((key, None)) or [] if w != window]
+        if ws:
+            self.merging_sets[(key, None)] = ws
+        else:
+            self.merging_sets.pop((key, None), None)
+
     def _on_timer(self, key: Any, window: Any, ts: int, event: bool) -> None:
         self.backend.current_key = key
         if self.merging_sets is not None:
@@ -376,7 +385,7 @@ class WindowOperator(Operator):
         add = self._add
         ev = timers.event
         for v, ts in zip(values, timestamps, strict=True):
-            if ts is None:
+            if ts is None or ts == MIN_TIME:  # -2**63: Flink's "no timestamp"
                 raise ValueError(
                     "a record without a timestamp reached an event-time window: assign timestamps with "
                     "assign_timestamps_and_watermarks(...) or a WatermarkStrategy with a timestamp assigner"
@@ -420,7 +429,7 @@ class WindowOperator(Operator):
                     w = self._add_merging_window(k, w)
                 if self.event_time and self._cleanup_time(w) <= self.timers.current_watermark:
                     if self.merging:
-                        self._clear_all(k, w)
+                        self._retire(k, w)
                     continue
                 skipped = False
                 ck = (k, w)
