@@ -124,6 +124,8 @@ class _WindowFunctionContext(ProcessWindowFunction.Context):
         return self.op.timers.current_watermark
 
     def window_state(self) -> Any:
+        if self.op.merging:  # as in Flink: a merged window's per-window state could not be merged
+            raise RuntimeError("per-window state is not allowed with merging (session) windows: use global_state()")
         return _NamespacedStateStore(self.op.backend, self.w)
 
     def global_state(self) -> Any:
