@@ -186,13 +186,16 @@ def cluster_stop() -> None:
               help="seconds without a heartbeat before a TaskManager is declared lost")
 @click.option("--slot-request-timeout", type=float, default=60.0, show_default=True,
               help="seconds a job waits for enough slots before it fails")
+@click.option("--checkpoints-dir", default=None,
+              help="default state.checkpoints.dir (file:///path or s3://bucket/prefix; default $WEIR_HOME/checkpoints)")
+@click.option("--savepoints-dir", default=None, help="default savepoint directory (default $WEIR_HOME/savepoints)")
 def jobmanager(host: str, port: int, advertised_host: str | None, heartbeat_timeout: float,
-               slot_request_timeout: float) -> None:
+               slot_request_timeout: float, checkpoints_dir: str | None, savepoints_dir: str | None) -> None:
     """Run the JobManager daemon."""
     from jobmanager.daemon import run as run_jm
 
     try:
-        run_jm(host, port, advertised_host, heartbeat_timeout, slot_request_timeout)
+        run_jm(host, port, advertised_host, heartbeat_timeout, slot_request_timeout, checkpoints_dir, savepoints_dir)
     except OSError as e:
         raise click.ClickException(str(e)) from None
 

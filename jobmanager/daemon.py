@@ -27,7 +27,11 @@ class JobManager:
         advertised_host: str | None = None,
         heartbeat_timeout: float = 10.0,
         slot_request_timeout: float = 60.0,
+        checkpoints_dir: str | None = None,
+        savepoints_dir: str | None = None,
     ) -> None:
+        self.checkpoints_dir = checkpoints_dir
+        self.savepoints_dir = savepoints_dir
         self.host = host
         self.port = port
         self.advertised_host = advertised_host or host
@@ -48,7 +52,8 @@ class JobManager:
                 "Pick another with --port."
             )
         self.address = f"{self.advertised_host}:{bound}"
-        self.dispatcher = Dispatcher(self.registry, self.gateway, self.address, self.slot_request_timeout)
+        self.dispatcher = Dispatcher(self.registry, self.gateway, self.address, self.slot_request_timeout,
+                                     self.checkpoints_dir, self.savepoints_dir)
         weir_pb2_grpc.add_JobManagerServiceServicer_to_server(JobManagerService(self.dispatcher, self.id), self.server)
         await self.server.start()
         self._loop_task = asyncio.get_running_loop().create_task(self.dispatcher.run(self.heartbeat_timeout))
@@ -67,7 +72,8 @@ class JobManager:
 
 
 def run(host: str, port: int, advertised_host: str | None, heartbeat_timeout: float,
-        slot_request_timeout: float) -> None:
+        slot_request_timeout: float, checkpoints_dir: str | None = None, savepoints_dir: str | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s jobmanager %(levelname)s %(message)s")
-    jm = JobManager(host, port, advertised_host, heartbeat_timeout, slot_request_timeout)
+    jm = JobManager(host, port, advertised_host, heartbeat_timeout, slot_request_timeout, checkpoints_dir,
+                    savepoints_dir)
     asyncio.run(jm.serve_forever())

@@ -33,6 +33,12 @@ class GrpcTaskManagerGateway:
         await self._stub(address).CancelExecution(weir_pb2.CancelExecutionRequest(execution_id=execution_id),
                                                   timeout=15)
 
+    async def checkpoint_control(self, address: str, execution_id: str, kind: str, checkpoint_id: int,
+                                 savepoint_target: str = "") -> None:
+        req = weir_pb2.CheckpointControl(execution_id=execution_id, kind=kind, checkpoint_id=checkpoint_id,
+                                         savepoint_target=savepoint_target)
+        await self._stub(address).ControlCheckpoint(req, timeout=15)
+
     async def close(self) -> None:
         for ch in self._channels.values():
             await ch.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -9,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from jobmanager.dispatcher import Dispatcher, JobSubmissionError
+from jobmanager.dispatcher import Dispatcher, JobSubmissionError, load_savepoint
 from jobmanager.results import ResultsClosedError
 from weir.rpc import weir_pb2, weir_pb2_grpc
 from weir.rpc.convert import TaskMetric, job_to_pb, metrics_from_pb, slots_from_pb
@@ -29,11 +30,32 @@ class JobManagerService(weir_pb2_grpc.JobManagerServiceServicer):
         return job
 
     async def SubmitJob(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's names
+        savepoint = None
+        if request.savepoint_path:
+            try:
+                savepoint = await asyncio.to_thread(load_savepoint, request.savepoint_path)
+            except Exception as e:  # noqa: BLE001 - any unreadable savepoint is the caller's error to see
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"cannot restore from savepoint {request.savepoint_path}: {e}")
         try:
-            job = self.d.submit(request.job_name, request.job_graph, request.topology)
+            job = self.d.submit(request.job_name, request.job_graph, request.topology, savepoint,
+                                request.allow_non_restored_state)
         except JobSubmissionError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         return weir_pb2.SubmitJobResponse(job_id=job.job_id)
+
+    async def TriggerSavepoint(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self._job(request.job_id, context)
+        try:
+            path = await self.d.trigger_savepoint(request.job_id, request.target or None, request.stop)
+        except (RuntimeError, TimeoutError) as e:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e) or "the savepoint timed out")
+        return weir_pb2.SavepointResponse(path=path)
+
+    async def ReportCheckpoint(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await self.d.checkpoint_report(request.execution_id, request.vertex_id, request.subtask,
+                                       request.checkpoint_id, request.ack, request.state, request.reason)
+        return weir_pb2.Empty()
 
     async def GetJob(self, request: Any, context: Any) -> Any:  # noqa: N802
         return job_to_pb((await self._job(request.job_id, context)).info())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from state.handles import (
     InternalAggregatingState,
@@ -34,6 +34,10 @@ from weir.datastream.state import (
     StateDescriptor,
     ValueStateDescriptor,
 )
+
+if TYPE_CHECKING:
+    from state.snapshot import KeyedStateHandle, PendingSnapshot
+    from state.storage import CheckpointStorage
 
 __all__ = [
     "MAX_MAX_PARALLELISM",
@@ -129,6 +133,41 @@ class KeyedStateBackend(Protocol):
         """Makes every write so far durable in the backend's store (no-op in memory)."""
         ...
 
+    def snapshot(
+        self, checkpoint_id: int, key_groups: range, local_dir: str, canonical: bool = False
+    ) -> PendingSnapshot:
+        """The synchronous part of a checkpoint: captures a consistent view of every table, quickly.
+
+        Called from the mailbox thread between records. The returned snapshot's ``upload`` runs in another thread,
+        concurrently with further state changes, which do not leak into it. ``local_dir`` holds temporary files
+        (for RocksDB: on the same file system as the database, so the native checkpoint is hard links).
+        ``canonical=True`` (savepoints) gives a self-contained ``canonical`` snapshot (no shared files).
+        """
+        ...
+
+    def restore(
+        self, handles: list[KeyedStateHandle], storage: CheckpointStorage, key_groups: range, local_dir: str
+    ) -> None:
+        """Loads the entries of ``key_groups`` from ``handles`` (any kinds, any mix of key-group ranges).
+
+        Must be called on an empty backend (state handles may be registered already).
+
+        Raises:
+            CorruptStateError: a file is missing, truncated or fails its checksum (the message names it);
+                the backend is left empty.
+            ValueError: the backend is not empty, or the handles do not fit (another max parallelism, overlaps).
+            IncompatibleStateError: a registered state handle contradicts a restored state's kind or TTL setting.
+        """
+        ...
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` is complete (every subtask acknowledged, its metadata written)."""
+        ...
+
+    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` will never complete."""
+        ...
+
     def close(self) -> None:
         """Flushes and releases resources; the backend must not be used afterwards. Idempotent."""
         ...
@@ -192,6 +231,38 @@ class AbstractKeyedStateBackend(ABC):
     @abstractmethod
     def dispose(self) -> None:
         """See ``KeyedStateBackend.dispose``."""
+
+    @abstractmethod
+    def snapshot(
+        self, checkpoint_id: int, key_groups: range, local_dir: str, canonical: bool = False
+    ) -> PendingSnapshot:
+        """See ``KeyedStateBackend.snapshot``."""
+
+    @abstractmethod
+    def restore(
+        self, handles: list[KeyedStateHandle], storage: CheckpointStorage, key_groups: range, local_dir: str
+    ) -> None:
+        """See ``KeyedStateBackend.restore``."""
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:  # noqa: B027 - optional hook
+        """See ``KeyedStateBackend.notify_checkpoint_complete`` (nothing to do by default)."""
+
+    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:  # noqa: B027 - optional hook
+        """See ``KeyedStateBackend.notify_checkpoint_aborted`` (nothing to do by default)."""
+
+    def _table_kinds(self) -> dict[str, list[Any]]:
+        """state name -> [kind, ttl on] of the states registered through descriptors."""
+        return {name: [h.kind, h.ttl_config is not None] for name, h in self._handles.items()}
+
+    def _check_registered(self, kinds: dict[str, list[Any]]) -> None:
+        """Refuses restored state kinds that a handle registered before the restore contradicts."""
+        for name, (kind, ttl) in kinds.items():
+            h = self._handles.get(name)
+            if h is not None and (h.kind != kind or (h.ttl_config is not None) != bool(ttl)):
+                raise IncompatibleStateError(
+                    f"state {name!r} is registered as {h.kind} state {'with' if h.ttl_config else 'without'} TTL; "
+                    f"the snapshot holds {kind} state {'with' if ttl else 'without'} TTL"
+                )
 
     def get_state(self, descriptor: ValueStateDescriptor) -> InternalValueState:
         """See ``KeyedStateBackend.get_state``."""

@@ -6,11 +6,26 @@ snapshotted or redistributed, which keeps the per-record path to one dict operat
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from state.backend import AbstractKeyedStateBackend
+from state.backend import AbstractKeyedStateBackend, IncompatibleStateError
 from state.keygroups import key_group_for
+from state.snapshot import (
+    KIND_CANONICAL,
+    KIND_HASHMAP,
+    KeyedStateHandle,
+    KeyGroupFileSnapshot,
+    download_handle,
+    iter_downloaded,
+    plan_restore,
+    serialize_key_groups,
+)
+
+if TYPE_CHECKING:
+    from state.storage import CheckpointStorage
 
 __all__ = ["HashMapKeyedStateBackend"]
 
@@ -31,6 +46,8 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
         """
         super().__init__(max_parallelism, clock)
         self.tables: dict[str, dict[tuple[Any, Any], Any]] = {}
+        self._restored_kinds: dict[str, list[Any]] = {}  # kinds of restored states, checked as RocksDB does
+        self._instance_id = uuid.uuid4().hex[:16]
 
     def table(self, name: str) -> dict[tuple[Any, Any], Any]:
         """The dict of state ``name`` (created empty if new)."""
@@ -69,3 +86,92 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
         """Drops all state (handles stay usable, on empty tables)."""
         for t in self.tables.values():
             t.clear()
+
+    def _check_kind(self, name: str, kind: str, ttl: bool) -> None:
+        restored = self._restored_kinds.get(name)
+        if restored is not None and (restored[0], bool(restored[1])) != (kind, ttl):
+            raise IncompatibleStateError(
+                f"state {name!r} was restored as {restored[0]} state {'with' if restored[1] else 'without'} TTL; "
+                f"it cannot be read as {kind} state {'with' if ttl else 'without'} TTL"
+            )
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+
+    def snapshot(
+        self, checkpoint_id: int, key_groups: range, local_dir: str, canonical: bool = False
+    ) -> KeyGroupFileSnapshot:
+        """Serializes every table now, one blob per key group; ``upload`` writes them as one key-group file.
+
+        Values are pickled here, so later changes (in place too) do not reach the snapshot. Entries whose key
+        group is outside ``key_groups`` are left out.
+
+        Raises:
+            TypeError: a value cannot be pickled (names the state and key).
+        """
+        mp = self.max_parallelism
+        kgf = key_group_for
+        groups: dict[int, dict[str, list[tuple[Any, Any, Any]]]] = {}
+        whole = key_groups.start <= 0 and key_groups.stop >= mp and key_groups.step == 1
+        for name, t in self.tables.items():
+            for (key, ns), v in t.items():
+                kg = kgf(key, mp)
+                if not whole and kg not in key_groups:
+                    continue
+                g = groups.get(kg)
+                if g is None:
+                    g = groups[kg] = {}
+                lst = g.get(name)
+                if lst is None:
+                    g[name] = [(key, ns, v)]
+                else:
+                    lst.append((key, ns, v))
+        blobs = serialize_key_groups(groups)
+        del groups
+        meta: dict[str, Any] = {
+            "checkpoint_id": checkpoint_id,
+            "tables": {**self._restored_kinds, **self._table_kinds()},
+            "table_names": list(self.tables),
+        }
+        return KeyGroupFileSnapshot(
+            KIND_CANONICAL if canonical else KIND_HASHMAP,
+            checkpoint_id,
+            key_groups,
+            mp,
+            blobs,
+            meta,
+            local_dir,
+            f"hashmap-{self._instance_id}",
+        )
+
+    def restore(
+        self, handles: list[KeyedStateHandle], storage: CheckpointStorage, key_groups: range, local_dir: str
+    ) -> None:
+        """Loads the entries of ``key_groups`` from ``handles`` of any kind; see ``KeyedStateBackend.restore``.
+
+        Every file is downloaded and size-checked before anything is inserted; a failure later (a checksum)
+        leaves the backend empty.
+        """
+        plan = plan_restore(handles, key_groups, self.max_parallelism)
+        if any(self.tables.values()):
+            raise ValueError("restore needs an empty backend: this one holds state already")
+        self._check_registered(plan.kinds)
+        dirs: list[str] = []
+        try:
+            for h in plan.handles:
+                dirs.append(download_handle(storage, h, local_dir))
+            for name in plan.table_names:
+                self.table(name)
+            tables = self.tables
+            for h, d in zip(plan.handles, dirs, strict=True):
+                for name, key, ns, v in iter_downloaded(h, d, storage.uri(h.files[0].path), key_groups):
+                    t = tables.get(name)
+                    if t is None:
+                        t = self.table(name)
+                    t[(key, ns)] = v
+        except BaseException:
+            self.dispose()
+            raise
+        finally:
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
+        self._restored_kinds.update(plan.kinds)

@@ -25,18 +25,23 @@ the cache and the memtables out.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
 import shutil
 import struct
-from collections.abc import Callable, ItemsView, Iterator, MutableMapping, ValuesView
+import threading
+import uuid
+from collections.abc import Callable, ItemsView, Iterable, Iterator, MutableMapping, ValuesView
 from itertools import islice
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from rocksdict import (
+    AccessType,
     BlockBasedOptions,
     Cache,
+    Checkpoint,
     Options,
     Rdict,
     WriteBatch,
@@ -46,8 +51,31 @@ from rocksdict import (
 
 from state.backend import AbstractKeyedStateBackend, IncompatibleStateError
 from state.keygroups import key_group_for
+from state.snapshot import (
+    KIND_CANONICAL,
+    KIND_ROCKSDB_INCREMENTAL,
+    CorruptStateError,
+    KeyedStateHandle,
+    PendingSnapshot,
+    StateFile,
+    download_handle,
+    iter_downloaded,
+    join_path,
+    plan_restore,
+    upload_key_group_blobs,
+)
 
-__all__ = ["DbKeyCodec", "RocksDBKeyedStateBackend", "RocksDBTable", "decode_db_key", "encode_db_key"]
+if TYPE_CHECKING:
+    from state.storage import CheckpointStorage
+
+__all__ = [
+    "DbKeyCodec",
+    "RocksDBKeyedStateBackend",
+    "RocksDBTable",
+    "decode_db_key",
+    "encode_db_key",
+    "iter_db_dir_raw",
+]
 
 _PROTOCOL = 5
 _HEAD = struct.Struct(">HI")
@@ -334,6 +362,69 @@ def _db_options(write_buffer_manager: WriteBufferManager, block_cache: Cache) ->
     return o
 
 
+_KG = struct.Struct(">H")
+
+
+@contextlib.contextmanager
+def _open_read_only(path: str) -> Iterator[tuple[Rdict, dict[str, Rdict]]]:
+    """A database directory (a native checkpoint, or downloaded files) opened read-only: (db, table -> CF)."""
+    o = Options(raw_mode=True)
+    try:
+        names = Rdict.list_cf(path, o)
+        db = Rdict(
+            path, o, column_families={n: o for n in names if n != "default"}, access_type=AccessType.read_only(False)
+        )
+    except Exception as e:
+        raise CorruptStateError(f"the RocksDB files in {path} cannot be opened: {e}") from e
+    cfs = {n[len(_CF_PREFIX) :]: db.get_column_family(n) for n in names if n.startswith(_CF_PREFIX)}
+    try:
+        yield db, cfs
+    finally:
+        for cf in cfs.values():
+            cf.close()
+        cfs.clear()
+        db.close()
+
+
+def _scan(cf: Rdict, start: int, stop: int) -> Iterator[tuple[bytes, bytes]]:
+    """The raw entries of key groups ``start..stop - 1`` of a column family, in DB-key order."""
+    end = _KG.pack(stop) if stop <= 0xFFFF else _KEY_SPACE_END
+    for kb, vb in cast(Iterator[tuple[bytes, bytes]], cf.items(from_key=_KG.pack(start))):
+        if kb >= end:
+            break
+        yield kb, vb
+
+
+def iter_db_dir_raw(path: str, key_groups: range) -> Iterator[tuple[str, bytes, bytes]]:
+    """Every entry of ``key_groups`` in the RocksDB database at ``path``, raw: ``(table, DB key, value pickle)``.
+
+    Opens the database read-only for the iteration (one range scan per table).
+
+    Raises:
+        CorruptStateError: the files cannot be opened as a database.
+    """
+    with _open_read_only(path) as (_, cfs):
+        for name, cf in cfs.items():
+            for kb, vb in _scan(cf, key_groups.start, key_groups.stop):
+                yield name, kb, vb
+
+
+def _stored_kinds(db: Rdict) -> dict[str, list[Any]]:
+    """state name -> [kind, ttl on] of the meta records in the default column family."""
+    out: dict[str, list[Any]] = {}
+    for kb, vb in cast(Iterator[tuple[bytes, bytes]], db.items(from_key=_META_PREFIX)):
+        if not kb.startswith(_META_PREFIX):
+            break
+        kind, ttl = _loads(vb)
+        out[kb[len(_META_PREFIX) :].decode("utf-8", "surrogatepass")] = [kind, ttl]
+    return out
+
+
+def _is_shared_file(name: str) -> bool:
+    """SST (and blob) files are immutable: uploaded once, referenced by later checkpoints."""
+    return name.endswith((".sst", ".blob"))
+
+
 class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
     """Keyed state in a RocksDB database at ``path``, tables as column families behind a write-back cache.
 
@@ -376,6 +467,26 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         self._wbm = WriteBufferManager(memtable_bytes, False)
         self._block_cache = Cache(block_cache_bytes)
         self._opts = _db_options(self._wbm, self._block_cache)
+        self._write_opts = WriteOptions()
+        # the WAL is off, as in Flink (durability comes from checkpoints); rocksdict's stubs call it a method,
+        # at run time it is a property
+        setattr(self._write_opts, "disable_wal", True)  # noqa: B010
+        self._db: Rdict | None = None
+        self._stored: list[str] = []
+        self._open()
+        self._tables: dict[str, RocksDBTable] = {}
+        self._closed = False
+        self._encode: Callable[[tuple[Any, Any]], bytes] = DbKeyCodec(max_parallelism).encode
+        # checkpoints (see ``snapshot``); the lock guards what upload threads share with the mailbox thread
+        self._instance_id = uuid.uuid4().hex[:16]
+        self._snap_lock = threading.Lock()
+        self._uploaded: dict[int, tuple[str, dict[str, StateFile]]] = {}  # checkpoint -> (storage, SST files)
+        self._confirmed_id: int | None = None  # None: nothing confirmed, or the confirmed files are restored ones
+        self._confirmed: tuple[str, dict[str, StateFile]] | None = None  # SST files later checkpoints may reuse
+        self._pending: list[_Pending] = []
+
+    def _open(self) -> None:
+        """Opens (or creates) the database at ``self.path``."""
         try:
             existing = Rdict.list_cf(self.path) if os.path.exists(os.path.join(self.path, "CURRENT")) else []
             db = Rdict(self.path, self._opts, column_families={n: self._opts for n in existing if n != "default"})
@@ -383,26 +494,18 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             raise RuntimeError(
                 f"cannot open the RocksDB state backend at {self.path} (is another backend using it?): {e}"
             ) from e
-        self._db: Rdict | None = db
-        self._write_opts = WriteOptions()
-        # the WAL is off, as in Flink (durability comes from checkpoints); rocksdict's stubs call it a method,
-        # at run time it is a property
-        setattr(self._write_opts, "disable_wal", True)  # noqa: B010
         db.set_write_options(self._write_opts)
         stored_mp = db.get(_MAX_PARALLELISM_KEY)
         if stored_mp is None:
-            db.put(_MAX_PARALLELISM_KEY, str(max_parallelism).encode(), self._write_opts)
-        elif int(stored_mp) != max_parallelism:
-            self._db = None
+            db.put(_MAX_PARALLELISM_KEY, str(self.max_parallelism).encode(), self._write_opts)
+        elif int(stored_mp) != self.max_parallelism:
             db.close()
             raise ValueError(
                 f"the RocksDB state at {self.path} was written with max_parallelism {int(stored_mp)}; it cannot be "
-                f"opened with {max_parallelism} (key groups are part of every DB key)"
+                f"opened with {self.max_parallelism} (key groups are part of every DB key)"
             )
+        self._db = db
         self._stored = [n[len(_CF_PREFIX) :] for n in existing if n.startswith(_CF_PREFIX)]
-        self._tables: dict[str, RocksDBTable] = {}
-        self._closed = False
-        self._encode: Callable[[tuple[Any, Any]], bytes] = DbKeyCodec(max_parallelism).encode
 
     def _open_db(self) -> Rdict:
         if self._db is None:
@@ -531,6 +634,213 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                 _, key, ns = decode_db_key(kb)
                 yield name, key, ns, _loads(vb)
 
+    # -- checkpoints ----------------------------------------------------------------------------------------
+
+    def snapshot(
+        self, checkpoint_id: int, key_groups: range, local_dir: str, canonical: bool = False
+    ) -> PendingSnapshot:
+        """Writes the cache out and takes a native RocksDB checkpoint (hard links) into a new dir in ``local_dir``.
+
+        ``upload`` then uploads its files: SST files once under the shared prefix, reused by later checkpoints
+        while they are live and this backend's last *completed* checkpoint (``notify_checkpoint_complete``) or
+        restored state holds them; the other files under the private prefix every time. With ``canonical``, it
+        writes the key groups of ``key_groups`` as a key-group file instead (savepoints).
+
+        ``local_dir`` should be on the database's file system (else RocksDB copies the files) and outside the
+        database directory.
+
+        Raises:
+            RuntimeError: the backend is closed, or RocksDB cannot make the checkpoint.
+            TypeError: a cached value cannot be pickled.
+        """
+        db = self._open_db()
+        self.flush()
+        meta: dict[str, Any] = {
+            "checkpoint_id": checkpoint_id,
+            "tables": _stored_kinds(db),
+            "table_names": list(self._stored),
+        }
+        os.makedirs(local_dir, exist_ok=True)
+        directory = os.path.join(
+            os.path.abspath(local_dir), f"rocksdb-{self._instance_id}-{checkpoint_id}-{uuid.uuid4().hex[:8]}"
+        )
+        try:
+            Checkpoint(db).create_checkpoint(directory)  # flushes the memtables first
+        except Exception as e:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise RuntimeError(f"RocksDB cannot create a checkpoint of {self.path} in {directory}: {e}") from e
+        pending: _Pending
+        if canonical:
+            pending = _CanonicalSnapshot(self, checkpoint_id, key_groups, directory, meta, local_dir)
+        else:
+            files = sorted((n, os.path.getsize(os.path.join(directory, n))) for n in os.listdir(directory))
+            with self._snap_lock:
+                base = self._confirmed
+            pending = _IncrementalSnapshot(self, checkpoint_id, key_groups, directory, meta, files, base)
+        with self._snap_lock:
+            self._pending.append(pending)
+        return pending
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Its SST files become the ones later checkpoints reuse; older snapshots not uploaded yet are discarded."""
+        with self._snap_lock:
+            entry = self._uploaded.get(checkpoint_id)
+            if entry is not None and (self._confirmed_id is None or checkpoint_id > self._confirmed_id):
+                self._confirmed_id = checkpoint_id
+                self._confirmed = entry
+            for c in [c for c in self._uploaded if c <= checkpoint_id]:
+                del self._uploaded[c]
+            # savepoints are left alone: one may still be uploaded after a later checkpoint completed
+            stale = [p for p in self._pending if p.checkpoint_id < checkpoint_id and p.kind != KIND_CANONICAL]
+        for p in stale:
+            p.discard()
+
+    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        """Forgets what the checkpoint uploaded (never reused) and discards it if it was not uploaded yet."""
+        with self._snap_lock:
+            self._uploaded.pop(checkpoint_id, None)
+            stale = [p for p in self._pending if p.checkpoint_id == checkpoint_id]
+        for p in stale:
+            p.discard()
+
+    def _upload_done(self, pending: _Pending, base_uri: str | None, ssts: dict[str, StateFile] | None) -> None:
+        """Called by an upload thread when it finished (successfully when ``ssts`` is not None)."""
+        with self._snap_lock:
+            if pending in self._pending:
+                self._pending.remove(pending)
+            if ssts is not None and base_uri is not None and pending.instance_id == self._instance_id:
+                self._uploaded[pending.checkpoint_id] = (base_uri, ssts)
+
+    def _is_empty(self) -> bool:
+        self.flush()
+        for name in list(self._stored):
+            for _ in self.table(name)._cf.keys():  # noqa: SIM118 - an Rdict, not a dict
+                return False
+        return True
+
+    def restore(
+        self, handles: list[KeyedStateHandle], storage: CheckpointStorage, key_groups: range, local_dir: str
+    ) -> None:
+        """Loads the entries of ``key_groups`` from ``handles``; see ``KeyedStateBackend.restore``.
+
+        When the only handle holding key groups of ``key_groups`` is a ``rocksdb-incremental`` one of exactly
+        ``key_groups`` (same parallelism), its files become the database (and its SST files are reused by the next
+        checkpoints). Otherwise every handle's files are downloaded and checked
+        first, then the entries of ``key_groups`` are written in batches; a failure then leaves the backend empty.
+        """
+        plan = plan_restore(handles, key_groups, self.max_parallelism)
+        self._open_db()
+        if not self._is_empty():
+            raise ValueError(f"restore needs an empty backend: the RocksDB state at {self.path} holds state already")
+        self._check_registered(plan.kinds)
+        if (
+            len(plan.handles) == 1
+            and plan.handles[0].kind == KIND_ROCKSDB_INCREMENTAL
+            and plan.handles[0].key_group_range == key_groups
+        ):
+            self._restore_native(plan.handles[0], storage, local_dir)
+            return
+        dirs: list[str] = []
+        try:
+            for h in plan.handles:
+                dirs.append(download_handle(storage, h, local_dir))
+            for name in plan.table_names:
+                self.table(name)
+            for name, (kind, ttl) in plan.kinds.items():
+                self._check_kind(name, kind, bool(ttl))
+            for h, d in zip(plan.handles, dirs, strict=True):
+                if h.kind == KIND_ROCKSDB_INCREMENTAL:
+                    self._write_raw(iter_db_dir_raw(d, key_groups))
+                else:
+                    uri = storage.uri(h.files[0].path) if h.files else "?"
+                    self._write_entries(iter_downloaded(h, d, uri, key_groups))
+        except BaseException:
+            for name in list(self._stored):
+                self.table(name).clear()
+            raise
+        finally:
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
+            for t in self._tables.values():
+                t._cache.clear()  # it may remember absences from before the restore
+
+    _BATCH = 20_000
+
+    def _write_raw(self, entries: Iterable[tuple[str, bytes, bytes]]) -> None:
+        """Writes raw ``(table, DB key, value pickle)`` entries in batches, bypassing the cache."""
+        db = self._open_db()
+        wb = WriteBatch(raw_mode=True)
+        n = 0
+        for name, kb, vb in entries:
+            wb.put(kb, vb, self.table(name)._cfh)
+            n += 1
+            if n >= self._BATCH:
+                db.write(wb, self._write_opts)
+                wb = WriteBatch(raw_mode=True)
+                n = 0
+        if n:
+            db.write(wb, self._write_opts)
+
+    def _write_entries(self, entries: Iterable[tuple[str, Any, Any, Any]]) -> None:
+        enc = self._encode
+
+        def raw() -> Iterator[tuple[str, bytes, bytes]]:
+            for name, key, ns, v in entries:
+                yield name, enc((key, ns)), _dumps(v, _PROTOCOL)
+
+        self._write_raw(raw())
+
+    def _restore_native(self, handle: KeyedStateHandle, storage: CheckpointStorage, local_dir: str) -> None:
+        """Makes the handle's files the database (the fast path of ``restore``)."""
+        d = download_handle(storage, handle, local_dir)
+        db = self._open_db()
+        for t in self._tables.values():
+            t._cf.close()
+            t._cf = _CLOSED_CF
+            t._cfh = None
+            t._cache.clear()
+            t._dirty.clear()
+        db.close()
+        self._db = None
+        try:
+            shutil.rmtree(self.path, ignore_errors=True)
+            shutil.move(d, self.path)
+            self._open()
+        except BaseException as e:
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(self.path, ignore_errors=True)
+            self._open()  # an empty database again
+            self._rebind_tables()
+            if isinstance(e, RuntimeError):
+                where = ", ".join(storage.uri(f.path) for f in handle.files if not f.shared)
+                raise CorruptStateError(
+                    f"the RocksDB files of the checkpoint ({where}, ...) cannot be opened: {e}"
+                ) from e
+            raise
+        self._rebind_tables()
+        for name, h in self._handles.items():
+            self._check_kind(name, h.kind, h.ttl_config is not None)
+        local_names: dict[str, str] = handle.meta["local_names"]
+        with self._snap_lock:
+            self._instance_id = uuid.uuid4().hex[:16]  # new names: new files may reuse the restored files' numbers
+            self._uploaded.clear()
+            self._confirmed_id = None
+            self._confirmed = (storage.base_uri, {local_names[f.path]: f for f in handle.files if f.shared})
+
+    def _rebind_tables(self) -> None:
+        """Points the tables at the column families of a newly opened database."""
+        db = self._open_db()
+        for name, t in self._tables.items():
+            cf_name = _CF_PREFIX + name
+            if name in self._stored:
+                t._cf = db.get_column_family(cf_name)
+            else:
+                t._cf = db.create_column_family(cf_name, self._opts)
+                self._stored.append(name)
+            t._cfh = db.get_column_family_handle(cf_name)
+        if self._tables:
+            self._set_limits()
+
     # -- life cycle -----------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -553,7 +863,11 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         self._closed = True
 
     def dispose(self) -> None:
-        """Closes the database and deletes its directory."""
+        """Closes the database and deletes its directory (and local files of snapshots not being uploaded)."""
+        with self._snap_lock:
+            pending = list(self._pending)
+        for p in pending:
+            p.discard()
         if not self._closed:
             # nothing needs writing: skip the flush, just release the DB
             for t in self._tables.values():
@@ -563,3 +877,174 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
 
     def __repr__(self) -> str:
         return f"<RocksDBKeyedStateBackend {self.path} tables={self.table_names()}>"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pending snapshots
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _Pending:
+    """A native RocksDB checkpoint in a local directory, waiting to be uploaded (or discarded)."""
+
+    kind = ""
+
+    def __init__(
+        self,
+        backend: RocksDBKeyedStateBackend,
+        checkpoint_id: int,
+        key_groups: range,
+        directory: str,
+        meta: dict[str, Any],
+    ) -> None:
+        self.checkpoint_id = checkpoint_id
+        self.key_groups = key_groups
+        self.directory = directory
+        self.meta = meta
+        self.instance_id = backend._instance_id
+        self.max_parallelism = backend.max_parallelism
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._state = "ready"
+
+    def upload(self, storage: CheckpointStorage, private_prefix: str, shared_prefix: str) -> KeyedStateHandle:
+        """See ``state.snapshot.PendingSnapshot.upload``."""
+        with self._lock:
+            if self._state != "ready":
+                raise RuntimeError(
+                    f"the snapshot of checkpoint {self.checkpoint_id} cannot be uploaded: it is {self._state}"
+                )
+            self._state = "uploading"
+        ssts: dict[str, StateFile] | None = None
+        ok = False
+        try:
+            handle, ssts = self._upload(storage, private_prefix, shared_prefix)
+            ok = True
+            return handle
+        finally:
+            with self._lock:
+                self._state = "uploaded" if ok else "failed"
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self._backend._upload_done(self, storage.base_uri, ssts)
+
+    def _upload(
+        self, storage: CheckpointStorage, private_prefix: str, shared_prefix: str
+    ) -> tuple[KeyedStateHandle, dict[str, StateFile] | None]:
+        """The handle, and the SST files later checkpoints may reuse once it completes (None: not reusable)."""
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """See ``state.snapshot.PendingSnapshot.discard``."""
+        with self._lock:
+            if self._state != "ready":
+                return
+            self._state = "discarded"
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self._backend._upload_done(self, None, None)
+
+    def _name(self, local_name: str) -> str:
+        return f"{self.instance_id}-{self.checkpoint_id}-{local_name}"
+
+
+class _IncrementalSnapshot(_Pending):
+    kind = KIND_ROCKSDB_INCREMENTAL
+
+    def __init__(
+        self,
+        backend: RocksDBKeyedStateBackend,
+        checkpoint_id: int,
+        key_groups: range,
+        directory: str,
+        meta: dict[str, Any],
+        files: list[tuple[str, int]],
+        base: tuple[str, dict[str, StateFile]] | None,
+    ) -> None:
+        super().__init__(backend, checkpoint_id, key_groups, directory, meta)
+        self.files = files
+        self.base = base
+
+    def _upload(
+        self, storage: CheckpointStorage, private_prefix: str, shared_prefix: str
+    ) -> tuple[KeyedStateHandle, dict[str, StateFile] | None]:
+        base = self.base[1] if self.base is not None and self.base[0] == storage.base_uri else {}
+        files: list[StateFile] = []
+        local_names: dict[str, str] = {}
+        ssts: dict[str, StateFile] = {}
+        written: list[str] = []
+        uploaded = 0
+        try:
+            for name, size in self.files:
+                shared = _is_shared_file(name)
+                sf = base.get(name) if shared else None
+                if sf is None or sf.size != size:
+                    path = join_path(shared_prefix if shared else private_prefix, self._name(name))
+                    written.append(path)
+                    n = storage.upload_file(os.path.join(self.directory, name), path)
+                    if n != size:
+                        raise CorruptStateError(f"uploading {storage.uri(path)} wrote {n} bytes, expected {size}")
+                    sf = StateFile(path, n, shared)
+                    uploaded += n
+                if shared:
+                    ssts[name] = sf
+                files.append(sf)
+                local_names[sf.path] = name
+        except BaseException:
+            for path in written:  # nothing references them: best effort
+                with contextlib.suppress(Exception):
+                    storage.delete(path)
+            raise
+        handle = KeyedStateHandle(
+            kind=KIND_ROCKSDB_INCREMENTAL,
+            key_groups=(self.key_groups.start, self.key_groups.stop),
+            max_parallelism=self.max_parallelism,
+            files=files,
+            meta={**self.meta, "local_names": local_names},
+            uploaded_bytes=uploaded,
+        )
+        return handle, ssts
+
+
+class _CanonicalSnapshot(_Pending):
+    kind = KIND_CANONICAL
+
+    def __init__(
+        self,
+        backend: RocksDBKeyedStateBackend,
+        checkpoint_id: int,
+        key_groups: range,
+        directory: str,
+        meta: dict[str, Any],
+        local_dir: str,
+    ) -> None:
+        super().__init__(backend, checkpoint_id, key_groups, directory, meta)
+        self.local_dir = local_dir
+
+    def _blobs(self) -> Iterator[tuple[int, bytes]]:
+        loads, dumps = _loads, _dumps
+        with _open_read_only(self.directory) as (_, cfs):
+            for kg in self.key_groups:
+                tables: list[tuple[str, list[tuple[Any, Any, Any]]]] = []
+                for name, cf in cfs.items():
+                    entries: list[tuple[Any, Any, Any]] = []
+                    for kb, vb in _scan(cf, kg, kg + 1):
+                        _, key, ns = decode_db_key(kb)
+                        entries.append((key, ns, loads(vb)))
+                    if entries:
+                        tables.append((name, entries))
+                if tables:
+                    yield kg, dumps(tables, _PROTOCOL)
+
+    def _upload(
+        self, storage: CheckpointStorage, private_prefix: str, shared_prefix: str
+    ) -> tuple[KeyedStateHandle, dict[str, StateFile] | None]:
+        handle = upload_key_group_blobs(
+            storage,
+            self._blobs(),
+            join_path(private_prefix, self._name("keyed.state")),
+            self.local_dir,
+            KIND_CANONICAL,
+            self.key_groups,
+            self.max_parallelism,
+            self.meta,
+        )
+        return handle, None

@@ -112,7 +112,7 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
             await asyncio.wait_for(slot.ready.wait(), 30)
         await self._heartbeat_once()
         for (ex, v, s), state in lost.items():
-            if state in ("DEPLOYING", "RUNNING"):
+            if state in ("DEPLOYING", "RUNNING", "FINISHING"):
                 await self._report(ex, v, s, "FAILED", cause)
 
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -132,6 +132,10 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
                     if state in ("FINISHED", "FAILED", "CANCELED"):
                         slot.tasks.pop((ex, v, s), None)
                     await self._report(ex, v, s, state, cause, rin, rout)
+                elif msg[0] == "ckpt":
+                    _, ex, v, s, cid, ok, state, reason = msg
+                    loop = asyncio.get_running_loop()
+                    loop.create_task(self._report_checkpoint(ex, v, s, cid, ok, state, reason))
                 elif msg[0] == "metrics":
                     for ex, v, s, rin, rout in msg[1]:
                         self.metrics[(ex, v, s)] = TaskMetric(ex, v, s, rin, rout)
@@ -157,6 +161,15 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
                 log.warning("could not report %s of %s/%s to the JobManager (%s), attempt %d",
                             state, v, s, e.code().name, attempt + 1)
                 await asyncio.sleep(0.5)
+
+    async def _report_checkpoint(self, ex: str, v: str, s: int, cid: int, ok: bool, state: bytes,
+                                 reason: str) -> None:
+        msg = weir_pb2.CheckpointReport(taskmanager_id=self.id, execution_id=ex, vertex_id=v, subtask=s,
+                                        checkpoint_id=cid, ack=ok, state=state, reason=reason)
+        try:
+            await self._stub().ReportCheckpoint(msg, timeout=30)
+        except grpc.aio.AioRpcError as e:
+            log.warning("could not report checkpoint %d of %s/%d: %s", cid, v, s, e.code().name)
 
     def _slot_addresses(self) -> list[SlotAddress]:
         return [SlotAddress(s.index, s.data_address) for s in self.slots]
@@ -219,6 +232,15 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
             assert slot.writer is not None
             msg = ("deploy", request.execution_id, request.job_graph, ds)
             slot.writer.write(frame.encode_obj(frame.CONTROL, 0, msg))
+        return weir_pb2.Empty()
+
+    async def ControlCheckpoint(self, request: Any, context: Any) -> Any:  # noqa: N802
+        msg = ("checkpoint", request.execution_id, request.kind, request.checkpoint_id, request.savepoint_target)
+        for slot in self.slots:
+            if slot.writer is not None and not slot.writer.is_closing() and any(
+                k[0] == request.execution_id for k in slot.tasks
+            ):
+                slot.writer.write(frame.encode_obj(frame.CONTROL, 0, msg))
         return weir_pb2.Empty()
 
     async def CancelExecution(self, request: Any, context: Any) -> Any:  # noqa: N802

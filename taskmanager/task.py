@@ -17,10 +17,14 @@ import pickle
 import shutil
 import time
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from state.keygroups import key_group_range
+from state.storage import checkpoint_storage_for
+from taskmanager.network.barrier import BarrierAligner, Decision
 from taskmanager.network.connection import (
     M_DATA,
     M_END,
@@ -38,12 +42,21 @@ from taskmanager.operators.sink import CollectOperator, SinkOperator
 from taskmanager.timers import MAX_TIME, MIN_TIME, ProcessingTimeService
 from weir.datastream.connectors.source import Source
 from weir.datastream.functions import RuntimeContext
-from weir.graph.deployment import TaskDeployment, input_channel_counts, producer_channels
+from weir.graph.deployment import (
+    OperatorSubtaskState,
+    TaskDeployment,
+    TaskStateSnapshot,
+    input_channel_counts,
+    producer_channels,
+)
 from weir.graph.jobgraph import JobGraph
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUFFER_RECORDS = 1024
+# from the worker: ("trigger", id, savepoint target) | ("complete", id) | ("abort", id) | ("commit-final",)
+M_CONTROL = 9
+_DATA_KINDS = (M_DATA, M_LOCAL)
 
 
 class UpstreamFailure(Exception):
@@ -75,6 +88,7 @@ class StreamTask:
         buffer_records: int = DEFAULT_BUFFER_RECORDS,
         local_dir: str | None = None,
         state_backend: str = "hashmap",
+        report_checkpoint: Callable[[int, bool, bytes, str], None] | None = None,
     ) -> None:
         self.d = deployment
         self.graph = graph
@@ -103,6 +117,20 @@ class StreamTask:
         self._pending_wm: int | None = None
         self._pending_status: bool | None = None
         self.channel_input: list[int] = []  # logical input (0/1) of each channel
+        # checkpoints
+        self.report_checkpoint = report_checkpoint or (lambda cid, ok, state, reason: None)
+        self.checkpointing = deployment.checkpointing
+        self.restore = deployment.restore
+        self.key_groups = key_group_range(self.vertex.max_parallelism, self.vertex.parallelism, deployment.subtask)
+        self.aligner = BarrierAligner(0)
+        self.backlog: deque[Any] = deque()
+        self._barrier_targets: dict[int, str | None] = {}
+        self._pending_barriers: list[tuple[int, str | None]] = []
+        self._uploads: set[asyncio.Task[None]] = set()
+        self._storages: dict[str, Any] = {}
+        self.reader: Any = None
+        self.ended = 0
+        self.final_commit = asyncio.Event()
 
     # ---- set-up ----
     def _register_inputs(self) -> None:
@@ -115,6 +143,8 @@ class StreamTask:
             self.connections.register_gate(d.execution_id, edge, d.subtask, self.gate)
         self.channel_wm = [MIN_TIME] * len(self.gate.channels)
         self.channel_idle = [False] * len(self.gate.channels)
+        self.aligner = BarrierAligner(len(self.gate.channels),
+                                      self.checkpointing is None or self.checkpointing.exactly_once)
 
     async def _open_outputs(self) -> None:
         d = self.d
@@ -210,6 +240,15 @@ class StreamTask:
             self.vertex.operators, self._tail_out(), self._on_output_watermark, runtime_for,
             self.push_results, self.buffer_records,
         )
+        restore_storage = None
+        if self.restore is not None:
+            restore_storage = checkpoint_storage_for(self.restore.storage_uri, self.restore.storage_options)
+        for op in self.operators:
+            op.key_groups = self.key_groups
+            op.local_dir = self.local_dir or ""
+            if self.restore is not None:
+                op.restore_states = self.restore.operators.get(op.uid, [])
+                op.restore_storage = restore_storage
 
     # ---- run ----
     async def run(self) -> None:
@@ -229,18 +268,22 @@ class StreamTask:
             for op in self.operators:
                 op.open(rc)
                 opened.append(op)
+            self._inputs = self._head_inputs()
             self.report("RUNNING", "")
             if self.vertex.is_source:
                 await self._run_source()
             else:
                 await self._run_mailbox()
             await self._end_input()
+            await self._await_final_commit()
             for op in opened:
                 op.close()
             opened = []
             self._dispose()
             self.report("FINISHED", "")
         except asyncio.CancelledError:
+            for t in list(self._uploads):
+                t.cancel()
             self._close_quietly(opened)
             self.report("CANCELED", "")
             raise
@@ -280,6 +323,8 @@ class StreamTask:
         return any(w.pending for w in self.writers)
 
     async def _after_batch(self, force: bool) -> None:
+        if self._pending_barriers:
+            await self._send_barriers()
         if self._pending_wm is not None or self._pending_status is not None:
             wm, self._pending_wm = self._pending_wm, None
             status, self._pending_status = self._pending_status, None
@@ -296,6 +341,24 @@ class StreamTask:
         for op in self.operators:
             if isinstance(op, CollectOperator):
                 await op.flush(force)
+
+    async def _send_barriers(self) -> None:
+        barriers, self._pending_barriers = self._pending_barriers, []
+        for w in self.writers:
+            for cid, target in barriers:
+                await w.broadcast_event(("barrier", (cid, target)))
+
+    async def _await_final_commit(self) -> None:
+        """A transactional sink's last data becomes visible only once every task of the job has finished its
+        input (the JobManager's ``commit-final``); meanwhile checkpoint notifications are still handled."""
+        waiting = [op for op in self.operators if getattr(op, "awaiting_final_commit", False)]
+        if not waiting:
+            return
+        self.report("FINISHING", "")
+        while not self.final_commit.is_set():
+            self._handle(await self.mailbox.get())
+        for op in waiting:
+            op.commit_final()  # type: ignore[attr-defined]
 
     def _advance_input_watermark(self) -> None:
         active = [wm for wm, idle in zip(self.channel_wm, self.channel_idle, strict=True) if not idle]
@@ -332,8 +395,20 @@ class StreamTask:
         return min(waits) if waits else None
 
     async def _run_source(self) -> None:
-        source: Source = self.vertex.operators[0].fn
-        reader = source.create_reader(self.d.subtask, self.vertex.parallelism)
+        spec = self.vertex.operators[0]
+        source: Source = spec.fn
+        states = self.restore.operators.get(self._source_uid) if self.restore is not None else None
+        if states:
+            splits: list[Any] = []
+            for st in states:
+                if st.operator:
+                    splits.extend(pickle.loads(st.operator))
+            # splits are redistributed round robin, so a different parallelism reads each exactly once
+            reader = source.restore_reader(self.d.subtask, self.vertex.parallelism,
+                                           splits[self.d.subtask::self.vertex.parallelism])
+        else:
+            reader = source.create_reader(self.d.subtask, self.vertex.parallelism)
+        self.reader = reader
         head = self._head_inputs()[0]
         counters = self.counters
         pts = self.processing_time
@@ -349,6 +424,8 @@ class StreamTask:
                     head(batch, None)
                 if pts._heap:
                     pts.run_due()
+                while not self.mailbox.empty():  # checkpoint triggers and notifications
+                    self._handle(self.mailbox.get_nowait())
                 now = time.monotonic()
                 force = timeout == 0 or (timeout > 0 and now - last_flush >= timeout)
                 await self._after_batch(force)
@@ -359,17 +436,12 @@ class StreamTask:
             reader.close()
 
     async def _run_mailbox(self) -> None:
-        gate, mailbox, counters = self.gate, self.mailbox, self.counters
-        inputs = self._head_inputs()
-        channel_input = self.channel_input
+        gate, mailbox = self.gate, self.mailbox
         pts = self.processing_time
         timeout = self.graph.buffer_timeout_ms / 1000.0
-        loads = pickle.loads
-        data_kinds = (M_DATA, M_LOCAL)
         last_flush = time.monotonic()
-        ended = 0
         total = len(gate.channels)
-        while ended < total:
+        while self.ended < total:
             if mailbox.empty():
                 wait = self._next_wakeup(timeout, last_flush)
                 if wait is not None:
@@ -391,25 +463,127 @@ class StreamTask:
                     item = await mailbox.get()
             else:
                 item = mailbox.get_nowait()
-            kind, idx, payload = item
-            if kind in data_kinds:
-                values, timestamps = loads(payload) if kind == M_DATA else payload
-                counters.records_in += len(values)
-                inputs[channel_input[idx]](values, timestamps)
-                gate.consumed(idx)
-            elif kind == M_EVENT:
-                self._on_event(idx, payload)
-            elif kind == M_END:
-                gate.channels[idx].ended = True
-                ended += 1
-            elif kind == M_FAIL:
-                raise UpstreamFailure(str(payload))
+            self._handle(item)
             if pts._heap:
                 pts.run_due()
             force = timeout == 0
             await self._after_batch(force)
             if force:
                 last_flush = time.monotonic()
+
+    def _handle(self, item: tuple[int, int, Any]) -> None:
+        """One mailbox item. Input of a channel blocked by barrier alignment is set aside until it unblocks."""
+        kind, idx, payload = item
+        if idx >= 0 and kind != M_FAIL and self.aligner.is_blocked(idx):
+            self.backlog.append(item)
+            return
+        if kind in _DATA_KINDS:
+            values, timestamps = pickle.loads(payload) if kind == M_DATA else payload
+            self.counters.records_in += len(values)
+            self._inputs[self.channel_input[idx]](values, timestamps)
+            self.gate.consumed(idx)
+        elif kind == M_EVENT:
+            if payload[0] == "barrier":
+                cid, target = payload[1]
+                self._barrier_targets.setdefault(cid, target)
+                self._apply(self.aligner.on_barrier(idx, cid))
+            else:
+                self._on_event(idx, payload)
+        elif kind == M_END:
+            self.gate.channels[idx].ended = True
+            self.ended += 1
+            self._apply(self.aligner.on_end_of_partition(idx))
+        elif kind == M_FAIL:
+            raise UpstreamFailure(str(payload))
+        elif kind == M_CONTROL:
+            self._on_control(payload)
+
+    def _apply(self, d: Decision) -> None:
+        if d.trigger is not None:
+            self._checkpoint(d.trigger, self._barrier_targets.pop(d.trigger, None))
+            held, self.backlog = self.backlog, deque()
+            for item in held:  # in arrival order; a later barrier in there may block channels again
+                self._handle(item)
+        if d.abort is not None:
+            self._barrier_targets.pop(d.abort, None)
+
+    def _on_control(self, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "trigger":
+            self._checkpoint(msg[1], msg[2] or None)
+        elif kind == "complete":
+            for op in self.operators:
+                op.notify_checkpoint_complete(msg[1])
+        elif kind == "abort":
+            for op in self.operators:
+                op.notify_checkpoint_aborted(msg[1])
+        elif kind == "commit-final":
+            self.final_commit.set()
+
+    # ---- checkpoints ----
+    @property
+    def _source_uid(self) -> str:
+        spec = self.vertex.operators[0]
+        return spec.uid or f"op{spec.transformation_id}"
+
+    def _checkpoint(self, checkpoint_id: int, target: str | None) -> None:
+        """The synchronous part of checkpoint ``checkpoint_id``: capture every operator's state, queue the barrier
+        (sent after everything emitted before it), and start the upload, which runs while records flow on."""
+        states: dict[str, OperatorSubtaskState] = {}
+        pendings: list[tuple[str, Any]] = []
+        try:
+            if self.reader is not None:
+                states[self._source_uid] = OperatorSubtaskState(
+                    operator=pickle.dumps(self.reader.snapshot_state(), protocol=5))
+            for op in self.operators:
+                pending, op_state = op.snapshot_state(checkpoint_id, target is not None)
+                states[op.uid] = OperatorSubtaskState([], op_state)
+                if pending is not None:
+                    pendings.append((op.uid, pending))
+        except Exception as e:  # noqa: BLE001 - a failed snapshot declines the checkpoint, the job goes on
+            for _, p in pendings:
+                p.discard()
+            log.warning("%s: checkpoint %d failed: %s", self.name, checkpoint_id, e)
+            self.report_checkpoint(checkpoint_id, False, b"", f"{self.name}: {type(e).__name__}: {e}")
+            self._pending_barriers.append((checkpoint_id, target))
+            return
+        self._pending_barriers.append((checkpoint_id, target))
+        task = asyncio.get_running_loop().create_task(self._upload(checkpoint_id, target, states, pendings))
+        self._uploads.add(task)
+        task.add_done_callback(self._uploads.discard)
+
+    def _storage(self, uri: str) -> Any:
+        st = self._storages.get(uri)
+        if st is None:
+            opts = self.checkpointing.storage_options if self.checkpointing else {}
+            st = self._storages[uri] = checkpoint_storage_for(uri, opts)
+        return st
+
+    async def _upload(self, checkpoint_id: int, target: str | None, states: dict[str, OperatorSubtaskState],
+                      pendings: list[tuple[str, Any]]) -> None:
+        d = self.d
+        try:
+            if target is not None:
+                storage = self._storage(target)
+                private = shared = f"{d.vertex_id}-{d.subtask}"
+            else:
+                assert self.checkpointing is not None
+                storage = self._storage(self.checkpointing.storage_uri)
+                private = f"{d.job_id}/chk-{checkpoint_id}/{d.vertex_id}-{d.subtask}"
+                shared = f"{d.job_id}/shared"
+            for uid, pending in pendings:
+                handle = await asyncio.to_thread(pending.upload, storage, f"{private}/{uid}", f"{shared}/{uid}")
+                states[uid].keyed.append(handle)
+            self.report_checkpoint(checkpoint_id, True, pickle.dumps(TaskStateSnapshot(states), protocol=5), "")
+        except asyncio.CancelledError:
+            for _, p in pendings:
+                p.discard()
+            raise
+        except Exception as e:  # noqa: BLE001
+            for _, p in pendings:
+                p.discard()
+            log.warning("%s: uploading checkpoint %d failed: %s", self.name, checkpoint_id, e)
+            self.report_checkpoint(checkpoint_id, False, b"", f"{self.name}: upload failed: {type(e).__name__}: {e}")
 
     async def _end_input(self) -> None:
         # bounded input: the final watermark fires every pending event-time window and timer

@@ -162,3 +162,18 @@ class InternalTimerService:
     @property
     def pending(self) -> int:
         return len(self.event) + len(self.processing)
+
+    def entries(self) -> list[tuple[Any, Any, int, int]]:
+        """Every timer as (key, namespace, timestamp, domain) with domain 0 = event time, 1 = processing time."""
+        out: list[tuple[Any, Any, int, int]] = []
+        for domain, q in ((0, self.event), (1, self.processing)):
+            for ts, bucket in q.by_ts.items():
+                out.extend((key, ns, ts, domain) for key, ns in bucket)
+        return out
+
+    def restore(self, entries: list[tuple[Any, Any, int, int]]) -> None:
+        for key, ns, ts, domain in entries:
+            if domain == 0:
+                self.register_event_time_timer(key, ns, ts)
+            else:
+                self.register_processing_time_timer(key, ns, ts)

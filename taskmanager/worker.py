@@ -82,6 +82,8 @@ class Worker:
                     self._deploy(msg[1], msg[2], msg[3])
                 elif msg[0] == "cancel":
                     await self._cancel(msg[1])
+                elif msg[0] == "checkpoint":
+                    self._checkpoint_control(*msg[1:])
         except (asyncio.IncompleteReadError, ConnectionError):
             log.info("slot %d: TaskManager went away; exiting", self.slot)
         finally:
@@ -116,7 +118,8 @@ class Worker:
 
             task_dir = os.path.join(self.local_dir, f"{d.execution_id}-{d.vertex_id}-{d.subtask}")
             task = StreamTask(d, graph, self.connections, self._reporter(d), self._pusher(d),
-                              local_dir=task_dir, state_backend=self.state_backend)
+                              local_dir=task_dir, state_backend=self.state_backend,
+                              report_checkpoint=self._checkpoint_reporter(d))
             self.tasks[key] = (task, loop.create_task(self._run_task(key, task)))
 
     def _reporter(self, d: TaskDeployment) -> Any:
@@ -126,6 +129,21 @@ class Worker:
             self.send(("state", d.execution_id, d.vertex_id, d.subtask, state, cause, rin, rout))
 
         return report
+
+    def _checkpoint_reporter(self, d: TaskDeployment) -> Any:
+        def report(checkpoint_id: int, ok: bool, state: bytes, reason: str) -> None:
+            self.send(("ckpt", d.execution_id, d.vertex_id, d.subtask, checkpoint_id, ok, state, reason))
+
+        return report
+
+    def _checkpoint_control(self, execution_id: str, kind: str, checkpoint_id: int, target: str) -> None:
+        """Checkpoint triggers go to source tasks (they start the barriers); the rest to every task."""
+        from taskmanager.task import M_CONTROL
+
+        for (ex, _, _), (task, _) in self.tasks.items():
+            if ex != execution_id or (kind == "trigger" and not task.vertex.is_source):
+                continue
+            task.mailbox.put_nowait((M_CONTROL, -1, (kind, checkpoint_id, target)))
 
     async def _run_task(self, key: tuple[str, str, int], task: StreamTask) -> None:
         try:

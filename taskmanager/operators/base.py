@@ -73,6 +73,24 @@ class Operator:
     def end_input(self) -> None:
         pass
 
+    # ---- checkpoints ----
+    restore_states: list[Any] | None = None  # OperatorSubtaskState of every subtask of the restored checkpoint
+    restore_storage: Any = None
+    key_groups: range = range(0)
+    local_dir: str = ""
+
+    def snapshot_state(self, checkpoint_id: int, canonical: bool) -> tuple[Any, bytes | None]:
+        """The synchronous part of a checkpoint: (a pending keyed snapshot or None, pickled operator state or None).
+
+        Called between two records; whatever is slow (uploads) happens in the pending snapshot's ``upload``."""
+        return None, None
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        pass
+
+    def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        pass
+
     def close(self) -> None:
         if isinstance(self.fn, Function):
             self.fn.close()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskmanager.operators.base import Emit, Operator
+from taskmanager.operators.base import Emit
 from taskmanager.operators.emitter import Collector
+from taskmanager.operators.keyed_state import KeyedStateMixin
 from taskmanager.timers import InternalTimerService, ProcessingTimeService
 from weir.datastream.functions import (
     KeyedProcessFunction,
@@ -20,7 +21,7 @@ from weir.datastream.functions import (
 _MISSING = object()
 
 
-class KeyedReduceOperator(Operator):
+class KeyedReduceOperator(KeyedStateMixin):
     """Rolling reduce: one output per input, the reduction so far of that record's key (kept in keyed state)."""
 
     name = "reduce"
@@ -32,7 +33,7 @@ class KeyedReduceOperator(Operator):
         self.key = callable_of(key_selector, KeySelector, "get_key")
 
     def open(self, ctx: RuntimeContext) -> None:
-        self.backend = self.runtime.create_keyed_backend(self.uid)
+        self.backend = self.open_backend()
         self.state = self.backend.table("reduce")
         super().open(ctx)
 
@@ -104,7 +105,7 @@ class _KeyedContext(KeyedProcessFunction.OnTimerContext):
         self.collector.side(output_tag, value, self.ts)
 
 
-class KeyedProcessOperator(Operator):
+class KeyedProcessOperator(KeyedStateMixin):
     """Runs a KeyedProcessFunction: per-key state, timers that fire once per (key, timestamp) in order."""
 
     name = "keyed_process"
@@ -116,9 +117,10 @@ class KeyedProcessOperator(Operator):
         self.key = callable_of(key_selector, KeySelector, "get_key")
 
     def open(self, ctx: RuntimeContext) -> None:
-        self.backend = self.runtime.create_keyed_backend(self.uid)
+        self.backend = self.open_backend()
         pts = self.runtime.processing_time
         self.timers = InternalTimerService(pts, self._on_event_timer, self._on_processing_timer)
+        self.restore_timers()
         self.collector = Collector(self.runtime)
         self.ctx = _KeyedContext(self.backend, _KeyedTimerService(self.timers, self.backend, pts), self.collector)
         ctx._keyed_state_store = self.backend

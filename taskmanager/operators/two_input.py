@@ -7,6 +7,7 @@ from typing import Any
 from taskmanager.operators.base import Emit, Operator
 from taskmanager.operators.emitter import Collector
 from taskmanager.operators.keyed import _KeyedTimerService
+from taskmanager.operators.keyed_state import KeyedStateMixin
 from taskmanager.operators.stateless import _results
 from taskmanager.timers import InternalTimerService
 from weir.datastream.functions import (
@@ -93,7 +94,7 @@ class _CoContext(KeyedCoProcessFunction.OnTimerContext, CoProcessFunction.Contex
         self.collector.side(output_tag, value, self.ts)
 
 
-class CoProcessOperator(Operator):
+class CoProcessOperator(KeyedStateMixin):
     """CoProcessFunction, or KeyedCoProcessFunction when both inputs are keyed (state and timers per key)."""
 
     name = "co_process"
@@ -109,12 +110,13 @@ class CoProcessOperator(Operator):
     def open(self, ctx: RuntimeContext) -> None:
         self.collector = Collector(self.runtime)
         self.backend = None
-        self.timers: InternalTimerService | None = None
+        self.timers = None
         service = None
         if self.keys is not None:
-            self.backend = self.runtime.create_keyed_backend(self.uid)
+            self.backend = self.open_backend()
             pts = self.runtime.processing_time
             self.timers = InternalTimerService(pts, self._on_event_timer, self._on_processing_timer)
+            self.restore_timers()
             service = _KeyedTimerService(self.timers, self.backend, pts)
             ctx._keyed_state_store = self.backend
         self.ctx = _CoContext(self.backend, service, self.collector)
@@ -157,6 +159,11 @@ class CoProcessOperator(Operator):
     def _on_processing_timer(self, key: Any, ns: Any, ts: int) -> None:
         self._on_timer(key, ts, TimeDomain.PROCESSING_TIME)
         self._emit()
+
+    def snapshot_state(self, checkpoint_id: int, canonical: bool) -> tuple[Any, bytes | None]:
+        if self.keys is None:
+            return None, None
+        return super().snapshot_state(checkpoint_id, canonical)
 
     def process_watermark(self, watermark: int) -> None:
         if self.timers is not None:

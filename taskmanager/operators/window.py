@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from taskmanager.operators.base import Emit, Operator
+from taskmanager.operators.base import Emit
 from taskmanager.operators.emitter import Collector
+from taskmanager.operators.keyed_state import KeyedStateMixin
 from taskmanager.timers import MAX_TIME, MIN_TIME, InternalTimerService
 from weir.datastream.functions import (
     AllWindowFunction,
@@ -145,7 +146,7 @@ class _AssignerContext:
         return self.op.runtime.processing_time.get_current_processing_time()
 
 
-class WindowOperator(Operator):
+class WindowOperator(KeyedStateMixin):
     """Keyed windows (``key_by().window()``) and, with a constant key and parallelism 1, ``window_all()``.
 
     params: assigner, trigger (None: the assigner's default), allowed_lateness (ms), late_tag (tag id or None),
@@ -182,11 +183,12 @@ class WindowOperator(Operator):
     def open(self, ctx: RuntimeContext) -> None:
         from weir.datastream.window import EventTimeTrigger, TumblingEventTimeWindows
 
-        self.backend = self.runtime.create_keyed_backend(self.uid)
+        self.backend = self.open_backend()
         self.contents = self.backend.table("window-contents")
         self.merging_sets = self.backend.table("window-merging-set") if self.merging else None
         self.timers = InternalTimerService(self.runtime.processing_time, self._on_event_timer,
                                            self._on_processing_timer)
+        self.restore_timers()
         self.collector = Collector(self.runtime)
         self.tctx = _TriggerContext(self)
         self.wctx = _WindowFunctionContext(self)
@@ -250,8 +252,9 @@ class WindowOperator(Operator):
         else:
             elements = contents
             if self.fold_on_fire == "reduce":
-                acc = elements[0]
-                for e in elements[1:]:
+                els = list(elements)
+                acc = els[0]
+                for e in els[1:]:
                     acc = self.reduce(acc, e)  # type: ignore[misc]
                 elements = [acc]
             elif self.fold_on_fire == "aggregate":

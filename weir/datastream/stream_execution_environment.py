@@ -7,6 +7,7 @@ from typing import Any
 
 from weir.common.configuration import Configuration
 from weir.common.execution_config import ExecutionConfig
+from weir.datastream.checkpoint_config import CheckpointConfig, CheckpointingMode
 from weir.datastream.connectors.source import CollectionSource, Source
 from weir.datastream.data_stream import CloseableIterator, DataStream
 from weir.datastream.execution import (
@@ -72,6 +73,31 @@ class StreamExecutionEnvironment:
 
     def get_config(self) -> ExecutionConfig:
         return self._config
+
+    def enable_checkpointing(self, interval: int, mode: CheckpointingMode | None = None) -> StreamExecutionEnvironment:
+        """Checkpoint every ``interval`` ms (aligned barriers, exactly-once unless ``mode`` says AT_LEAST_ONCE)."""
+        cc = self.get_checkpoint_config()
+        cc.set_checkpoint_interval(interval)
+        if mode is not None:
+            cc.set_checkpointing_mode(mode)
+        return self
+
+    def get_checkpoint_config(self) -> CheckpointConfig:
+        return CheckpointConfig(self._config)
+
+    def get_checkpoint_interval(self) -> int:
+        return self.get_checkpoint_config().get_checkpoint_interval()
+
+    def get_checkpointing_mode(self) -> CheckpointingMode:
+        return self.get_checkpoint_config().get_checkpointing_mode()
+
+    def set_restart_strategy(self, restart_strategy_configuration: Any) -> StreamExecutionEnvironment:
+        """``RestartStrategies.fixed_delay_restart(attempts, delay_ms)`` and friends, or a dict of
+        ``restart-strategy.*`` keys."""
+        items = getattr(restart_strategy_configuration, "config", restart_strategy_configuration)
+        for k, v in dict(items).items():
+            self._config.set_string(k, str(v))
+        return self
 
     def set_state_backend(self, state_backend: Any) -> StreamExecutionEnvironment:
         """Where keyed state lives: ``HashMapStateBackend()`` (memory) or ``EmbeddedRocksDBStateBackend()``

@@ -3,8 +3,60 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from weir.graph.jobgraph import JobGraph
+
+
+@dataclass
+class OperatorSubtaskState:
+    """What one subtask of one operator put in a checkpoint.
+
+    Attributes:
+        keyed: keyed state handles (``state.snapshot.KeyedStateHandle``), each for a range of key groups.
+        operator: pickled non-keyed state (a source's splits, a sink's pending transactions), opaque to the
+            JobManager; None when the operator has none.
+    """
+
+    keyed: list[Any] = field(default_factory=list)
+    operator: bytes | None = None
+
+
+@dataclass
+class TaskStateSnapshot:
+    """A subtask's acknowledgement of a checkpoint: its operators' states by operator id (uid)."""
+
+    operators: dict[str, OperatorSubtaskState] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return sum(getattr(h, "size", 0) for s in self.operators.values() for h in s.keyed) + sum(
+            len(s.operator or b"") for s in self.operators.values())
+
+    @property
+    def uploaded_bytes(self) -> int:
+        return sum(getattr(h, "uploaded_bytes", 0) for s in self.operators.values() for h in s.keyed) + sum(
+            len(s.operator or b"") for s in self.operators.values())
+
+
+@dataclass
+class CheckpointSettings:
+    """What a task needs to take part in checkpoints."""
+
+    storage_uri: str
+    storage_options: dict[str, str] = field(default_factory=dict)
+    exactly_once: bool = True
+
+
+@dataclass
+class RestoreState:
+    """State a subtask starts from: by operator uid, the states of ALL subtasks of that operator in the restored
+    checkpoint (operator state, e.g. source splits, is redistributed; keyed handles are filtered by key group)."""
+
+    checkpoint_id: int
+    operators: dict[str, list[OperatorSubtaskState]]
+    storage_uri: str
+    storage_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -25,6 +77,8 @@ class TaskDeployment:
     attempt: int = 0
     output_addresses: dict[int, list[str]] = field(default_factory=dict)
     jobmanager_address: str = ""
+    checkpointing: CheckpointSettings | None = None
+    restore: RestoreState | None = None
 
 
 def input_channel_counts(graph: JobGraph, vertex_id: str) -> list[tuple[int, int]]:

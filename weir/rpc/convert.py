@@ -28,6 +28,11 @@ class JobInfo:
     failure_cause: str = ""
     vertices: list[VertexInfo] = field(default_factory=list)
     slots_needed: int = 0
+    restarts: int = 0
+    last_failure: str = ""
+    checkpoints_completed: int = 0
+    checkpoints_failed: int = 0
+    last_checkpoint_id: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -86,6 +91,11 @@ def job_to_pb(j: JobInfo) -> pb.JobStatus:
         end_time=j.end_time,
         failure_cause=j.failure_cause,
         slots_needed=j.slots_needed,
+        restarts=j.restarts,
+        last_failure=j.last_failure,
+        checkpoints_completed=j.checkpoints_completed,
+        checkpoints_failed=j.checkpoints_failed,
+        last_checkpoint_id=j.last_checkpoint_id,
         vertices=[
             pb.VertexStatus(
                 vertex_id=v.vertex_id,
@@ -110,6 +120,11 @@ def job_from_pb(m: pb.JobStatus) -> JobInfo:
         end_time=m.end_time,
         failure_cause=m.failure_cause,
         slots_needed=m.slots_needed,
+        restarts=m.restarts,
+        last_failure=m.last_failure,
+        checkpoints_completed=m.checkpoints_completed,
+        checkpoints_failed=m.checkpoints_failed,
+        last_checkpoint_id=m.last_checkpoint_id,
         vertices=[
             VertexInfo(v.vertex_id, v.name, v.parallelism, v.records_in, v.records_out, v.running, v.finished)
             for v in m.vertices

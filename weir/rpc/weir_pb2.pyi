@@ -11,20 +11,40 @@ class Empty(_message.Message):
     def __init__(self) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("job_name", "job_graph", "topology")
+    __slots__ = ("savepoint_path", "allow_non_restored_state", "job_name", "job_graph", "topology")
+    SAVEPOINT_PATH_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_NON_RESTORED_STATE_FIELD_NUMBER: _ClassVar[int]
     JOB_NAME_FIELD_NUMBER: _ClassVar[int]
     JOB_GRAPH_FIELD_NUMBER: _ClassVar[int]
     TOPOLOGY_FIELD_NUMBER: _ClassVar[int]
+    savepoint_path: str
+    allow_non_restored_state: bool
     job_name: str
     job_graph: bytes
     topology: bytes
-    def __init__(self, job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., topology: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, savepoint_path: _Optional[str] = ..., allow_non_restored_state: _Optional[bool] = ..., job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., topology: _Optional[bytes] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class SavepointRequest(_message.Message):
+    __slots__ = ("job_id", "target", "stop")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    target: str
+    stop: bool
+    def __init__(self, job_id: _Optional[str] = ..., target: _Optional[str] = ..., stop: _Optional[bool] = ...) -> None: ...
+
+class SavepointResponse(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
 
 class JobIdRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -51,7 +71,7 @@ class VertexStatus(_message.Message):
     def __init__(self, vertex_id: _Optional[str] = ..., name: _Optional[str] = ..., parallelism: _Optional[int] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., running: _Optional[int] = ..., finished: _Optional[int] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "name", "state", "start_time", "end_time", "failure_cause", "vertices", "slots_needed")
+    __slots__ = ("job_id", "name", "state", "start_time", "end_time", "failure_cause", "vertices", "slots_needed", "restarts", "last_failure", "checkpoints_completed", "checkpoints_failed", "last_checkpoint_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +80,11 @@ class JobStatus(_message.Message):
     FAILURE_CAUSE_FIELD_NUMBER: _ClassVar[int]
     VERTICES_FIELD_NUMBER: _ClassVar[int]
     SLOTS_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
     state: str
@@ -68,7 +93,12 @@ class JobStatus(_message.Message):
     failure_cause: str
     vertices: _containers.RepeatedCompositeFieldContainer[VertexStatus]
     slots_needed: int
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., failure_cause: _Optional[str] = ..., vertices: _Optional[_Iterable[_Union[VertexStatus, _Mapping]]] = ..., slots_needed: _Optional[int] = ...) -> None: ...
+    restarts: int
+    last_failure: str
+    checkpoints_completed: int
+    checkpoints_failed: int
+    last_checkpoint_id: int
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., failure_cause: _Optional[str] = ..., vertices: _Optional[_Iterable[_Union[VertexStatus, _Mapping]]] = ..., slots_needed: _Optional[int] = ..., restarts: _Optional[int] = ..., last_failure: _Optional[str] = ..., checkpoints_completed: _Optional[int] = ..., checkpoints_failed: _Optional[int] = ..., last_checkpoint_id: _Optional[int] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs",)
@@ -198,6 +228,26 @@ class TaskStateUpdate(_message.Message):
     records_out: int
     def __init__(self, taskmanager_id: _Optional[str] = ..., execution_id: _Optional[str] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., state: _Optional[str] = ..., failure_cause: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ...) -> None: ...
 
+class CheckpointReport(_message.Message):
+    __slots__ = ("taskmanager_id", "execution_id", "vertex_id", "subtask", "checkpoint_id", "ack", "state", "reason")
+    TASKMANAGER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    taskmanager_id: str
+    execution_id: str
+    vertex_id: str
+    subtask: int
+    checkpoint_id: int
+    ack: bool
+    state: bytes
+    reason: str
+    def __init__(self, taskmanager_id: _Optional[str] = ..., execution_id: _Optional[str] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., checkpoint_id: _Optional[int] = ..., ack: _Optional[bool] = ..., state: _Optional[bytes] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class PushResultsRequest(_message.Message):
     __slots__ = ("execution_id", "subtask", "records", "end")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -225,3 +275,15 @@ class CancelExecutionRequest(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     def __init__(self, execution_id: _Optional[str] = ...) -> None: ...
+
+class CheckpointControl(_message.Message):
+    __slots__ = ("execution_id", "kind", "checkpoint_id", "savepoint_target")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    SAVEPOINT_TARGET_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    kind: str
+    checkpoint_id: int
+    savepoint_target: str
+    def __init__(self, execution_id: _Optional[str] = ..., kind: _Optional[str] = ..., checkpoint_id: _Optional[int] = ..., savepoint_target: _Optional[str] = ...) -> None: ...

@@ -64,6 +64,11 @@ class JobManagerServiceStub:
                 request_serializer=weir__pb2.Empty.SerializeToString,
                 response_deserializer=weir__pb2.ClusterOverview.FromString,
                 _registered_method=True)
+        self.TriggerSavepoint = channel.unary_unary(
+                '/weir.JobManagerService/TriggerSavepoint',
+                request_serializer=weir__pb2.SavepointRequest.SerializeToString,
+                response_deserializer=weir__pb2.SavepointResponse.FromString,
+                _registered_method=True)
         self.RegisterTaskManager = channel.unary_unary(
                 '/weir.JobManagerService/RegisterTaskManager',
                 request_serializer=weir__pb2.RegisterTaskManagerRequest.SerializeToString,
@@ -82,6 +87,11 @@ class JobManagerServiceStub:
         self.PushResults = channel.unary_unary(
                 '/weir.JobManagerService/PushResults',
                 request_serializer=weir__pb2.PushResultsRequest.SerializeToString,
+                response_deserializer=weir__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ReportCheckpoint = channel.unary_unary(
+                '/weir.JobManagerService/ReportCheckpoint',
+                request_serializer=weir__pb2.CheckpointReport.SerializeToString,
                 response_deserializer=weir__pb2.Empty.FromString,
                 _registered_method=True)
 
@@ -125,6 +135,12 @@ class JobManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TriggerSavepoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RegisterTaskManager(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -144,6 +160,12 @@ class JobManagerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PushResults(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportCheckpoint(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +204,11 @@ def add_JobManagerServiceServicer_to_server(servicer, server):
                     request_deserializer=weir__pb2.Empty.FromString,
                     response_serializer=weir__pb2.ClusterOverview.SerializeToString,
             ),
+            'TriggerSavepoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSavepoint,
+                    request_deserializer=weir__pb2.SavepointRequest.FromString,
+                    response_serializer=weir__pb2.SavepointResponse.SerializeToString,
+            ),
             'RegisterTaskManager': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterTaskManager,
                     request_deserializer=weir__pb2.RegisterTaskManagerRequest.FromString,
@@ -200,6 +227,11 @@ def add_JobManagerServiceServicer_to_server(servicer, server):
             'PushResults': grpc.unary_unary_rpc_method_handler(
                     servicer.PushResults,
                     request_deserializer=weir__pb2.PushResultsRequest.FromString,
+                    response_serializer=weir__pb2.Empty.SerializeToString,
+            ),
+            'ReportCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportCheckpoint,
+                    request_deserializer=weir__pb2.CheckpointReport.FromString,
                     response_serializer=weir__pb2.Empty.SerializeToString,
             ),
     }
@@ -376,6 +408,33 @@ class JobManagerService:
             _registered_method=True)
 
     @staticmethod
+    def TriggerSavepoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weir.JobManagerService/TriggerSavepoint',
+            weir__pb2.SavepointRequest.SerializeToString,
+            weir__pb2.SavepointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RegisterTaskManager(request,
             target,
             options=(),
@@ -483,6 +542,33 @@ class JobManagerService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ReportCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weir.JobManagerService/ReportCheckpoint',
+            weir__pb2.CheckpointReport.SerializeToString,
+            weir__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class TaskExecutorServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -503,6 +589,11 @@ class TaskExecutorServiceStub:
                 request_serializer=weir__pb2.CancelExecutionRequest.SerializeToString,
                 response_deserializer=weir__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ControlCheckpoint = channel.unary_unary(
+                '/weir.TaskExecutorService/ControlCheckpoint',
+                request_serializer=weir__pb2.CheckpointControl.SerializeToString,
+                response_deserializer=weir__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class TaskExecutorServiceServicer:
@@ -520,6 +611,12 @@ class TaskExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ControlCheckpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskExecutorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -531,6 +628,11 @@ def add_TaskExecutorServiceServicer_to_server(servicer, server):
             'CancelExecution': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelExecution,
                     request_deserializer=weir__pb2.CancelExecutionRequest.FromString,
+                    response_serializer=weir__pb2.Empty.SerializeToString,
+            ),
+            'ControlCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.ControlCheckpoint,
+                    request_deserializer=weir__pb2.CheckpointControl.FromString,
                     response_serializer=weir__pb2.Empty.SerializeToString,
             ),
     }
@@ -587,6 +689,33 @@ class TaskExecutorService:
             target,
             '/weir.TaskExecutorService/CancelExecution',
             weir__pb2.CancelExecutionRequest.SerializeToString,
+            weir__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ControlCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weir.TaskExecutorService/ControlCheckpoint',
+            weir__pb2.CheckpointControl.SerializeToString,
             weir__pb2.Empty.FromString,
             options,
             channel_credentials,

@@ -63,31 +63,91 @@ class PrintSink(Sink):
         return _PrintWriter(prefix, self.stderr)
 
 
-class _FileWriter(SinkWriter):
-    def __init__(self, base: str, encoder: Encoder, subtask: int, run_id: str) -> None:
+class TwoPhaseCommittingSinkWriter(SinkWriter):
+    """A sink writer with transactions: exactly-once output when checkpointing is on.
+
+    On a checkpoint barrier ``pre_commit`` closes the open transaction and returns its committables (picklable
+    descriptions, kept in the checkpoint); when the checkpoint completes ``commit`` makes them visible. After a
+    restore the committables of the restored checkpoint are committed again -- ``commit`` must be idempotent -- and
+    ``abort_others`` discards what earlier attempts left behind. Data is never visible before its checkpoint
+    completes, and never twice.
+    """
+
+    @abstractmethod
+    def pre_commit(self) -> list[Any]: ...
+
+    @abstractmethod
+    def commit(self, committables: list[Any]) -> None: ...
+
+    def abort_others(self, known: list[Any]) -> None:  # noqa: B027 - optional hook
+        """Discard leftovers of earlier attempts that are not among ``known`` committables."""
+
+    def finish(self) -> None:
+        """Without checkpointing: commit everything at the end of input."""
+        self.commit(self.pre_commit())
+
+
+class _FileWriter(TwoPhaseCommittingSinkWriter):
+    """Part files of one subtask: ``.part-R-S-N.inprogress`` while written, ``.part-R-S-N.pending`` once
+    pre-committed, ``part-R-S-N`` when committed (R: this writer's run id, S: subtask, N: counter)."""
+
+    def __init__(self, base: str, encoder: Encoder, subtask: int) -> None:
         os.makedirs(base, exist_ok=True)
-        name = f"part-{run_id}-{subtask}-0"
-        self._final = os.path.join(base, name)
-        # hidden while in progress: readers of the directory see only finished part files
-        self._tmp = os.path.join(base, f".{name}.inprogress")
-        self._f = open(self._tmp, "wb")  # noqa: SIM115 - lives as long as the writer
+        self._base = base
+        self._subtask = subtask
+        self._run = uuid.uuid4().hex[:12]
+        self._counter = 0
+        self._f: Any = None
         self._encode = encoder.encode
 
+    def _name(self) -> str:
+        return f"part-{self._run}-{self._subtask}-{self._counter}"
+
     def write_batch(self, values: list[Any]) -> None:
+        if self._f is None:
+            self._f = open(os.path.join(self._base, f".{self._name()}.inprogress"), "wb")  # noqa: SIM115
         enc = self._encode
         self._f.write(b"".join([enc(v) for v in values]))
 
-    def finish(self) -> None:
+    def pre_commit(self) -> list[Any]:
+        if self._f is None:
+            return []
+        self._f.flush()
+        os.fsync(self._f.fileno())
         self._f.close()
-        os.replace(self._tmp, self._final)
+        self._f = None
+        name = self._name()
+        self._counter += 1
+        pending = os.path.join(self._base, f".{name}.pending")
+        os.replace(os.path.join(self._base, f".{name}.inprogress"), pending)
+        return [(f".{name}.pending", name)]
+
+    def commit(self, committables: list[Any]) -> None:
+        for pending, final in committables:
+            p, f = os.path.join(self._base, pending), os.path.join(self._base, final)
+            if os.path.exists(p):
+                os.replace(p, f)
+            elif not os.path.exists(f):
+                raise FileNotFoundError(
+                    f"cannot commit {f}: neither it nor its pending file {p} exists (were files removed by hand?)"
+                )
+
+    def abort_others(self, known: list[Any]) -> None:
+        keep = {pending for pending, _ in known}
+        marker = f"-{self._subtask}-"
+        for name in os.listdir(self._base):
+            if (name.startswith(".part-") and marker in name and name not in keep
+                    and (name.endswith(".inprogress") or name.endswith(".pending"))):
+                os.remove(os.path.join(self._base, name))
 
     def close(self) -> None:
-        if not self._f.closed:
+        if self._f is not None and not self._f.closed:
             self._f.close()
 
 
 class FileSink(Sink):
-    """Row-format files: one part file per subtask under ``base_path``, visible when the input ends.
+    """Row-format part files under ``base_path``, exactly once: hidden (names starting with '.') until the
+    checkpoint that covers them completes -- or, without checkpointing, until the input ends.
 
     Build with ``FileSink.for_row_format(path, Encoder.simple_string_encoder()).build()``.
     """
@@ -95,10 +155,9 @@ class FileSink(Sink):
     def __init__(self, base_path: str, encoder: Encoder) -> None:
         self.base_path = base_path
         self.encoder = encoder
-        self.run_id = uuid.uuid4().hex[:12]
 
     def create_writer(self, ctx: RuntimeContext) -> SinkWriter:
-        return _FileWriter(self.base_path, self.encoder, ctx.get_index_of_this_subtask(), self.run_id)
+        return _FileWriter(self.base_path, self.encoder, ctx.get_index_of_this_subtask())
 
     class RowFormatBuilder:
         def __init__(self, base_path: str, encoder: Encoder) -> None:

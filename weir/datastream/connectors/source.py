@@ -17,6 +17,16 @@ class SourceReader(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
+    def snapshot_state(self) -> list[Any]:
+        """This reader's splits and their positions (picklable), taken when a checkpoint barrier is emitted.
+
+        Replayable sources return a list of splits; ``Source.restore_reader`` continues from them.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} is not replayable, so it cannot be checkpointed: use a replayable source "
+            "(collection, NumberSequenceSource, files) or disable checkpointing"
+        )
+
 
 class Source(ABC):
     """A (possibly parallel) source of records.
@@ -33,14 +43,18 @@ class Source(ABC):
     @abstractmethod
     def create_reader(self, subtask: int, parallelism: int) -> SourceReader: ...
 
+    def restore_reader(self, subtask: int, parallelism: int, splits: list[Any]) -> SourceReader:
+        """A reader continuing ``splits`` (taken from checkpointed readers, redistributed over the subtasks)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore from a checkpoint")
+
     def name(self) -> str:
         return type(self).__name__
 
 
 class _ListReader(SourceReader):
-    def __init__(self, items: Sequence[Any]) -> None:
+    def __init__(self, items: Sequence[Any], pos: int = 0) -> None:
         self._items = items
-        self._pos = 0
+        self._pos = pos
 
     def poll(self, max_records: int) -> list[Any] | None:
         if self._pos >= len(self._items):
@@ -48,6 +62,9 @@ class _ListReader(SourceReader):
         batch = list(self._items[self._pos : self._pos + max_records])
         self._pos += len(batch)
         return batch
+
+    def snapshot_state(self) -> list[Any]:
+        return [self._pos]
 
 
 class CollectionSource(Source):
@@ -61,22 +78,32 @@ class CollectionSource(Source):
     def create_reader(self, subtask: int, parallelism: int) -> SourceReader:
         return _ListReader(self._items)
 
+    def restore_reader(self, subtask: int, parallelism: int, splits: list[Any]) -> SourceReader:
+        return _ListReader(self._items, min(splits) if splits else len(self._items))
+
     def __len__(self) -> int:
         return len(self._items)
 
 
 class _RangeReader(SourceReader):
-    def __init__(self, start: int, end_inclusive: int) -> None:
-        self._next = start
-        self._end = end_inclusive
+    """Reads its splits (next, end inclusive) one after the other."""
+
+    def __init__(self, splits: list[tuple[int, int]]) -> None:
+        self._splits = [list(s) for s in splits if s[0] <= s[1]]
 
     def poll(self, max_records: int) -> list[Any] | None:
-        if self._next > self._end:
+        while self._splits and self._splits[0][0] > self._splits[0][1]:
+            self._splits.pop(0)
+        if not self._splits:
             return None
-        stop = min(self._end + 1, self._next + max_records)
-        batch = list(range(self._next, stop))
-        self._next = stop
+        split = self._splits[0]
+        stop = min(split[1] + 1, split[0] + max_records)
+        batch = list(range(split[0], stop))
+        split[0] = stop
         return batch
+
+    def snapshot_state(self) -> list[Any]:
+        return [(n, end) for n, end in self._splits if n <= end]
 
 
 class NumberSequenceSource(Source):
@@ -92,4 +119,7 @@ class NumberSequenceSource(Source):
         total = self.end - self.start + 1
         lo = self.start + total * subtask // parallelism
         hi = self.start + total * (subtask + 1) // parallelism - 1
-        return _RangeReader(lo, hi)
+        return _RangeReader([(lo, hi)])
+
+    def restore_reader(self, subtask: int, parallelism: int, splits: list[Any]) -> SourceReader:
+        return _RangeReader([tuple(s) for s in splits])

@@ -1,0 +1,1 @@
+"""Checkpoint coordination: the coordinator (pure), the completed-checkpoint store and metadata."""
