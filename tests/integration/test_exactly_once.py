@@ -17,6 +17,7 @@ import pytest
 from client.gateway import JobManagerClient
 from client.local_cluster import LocalCluster
 from tests.integration.procs import wait_for
+from tests.integration.s3server import s3  # noqa: F401 - the S3 server fixture
 from weir.common import Duration, Time
 from weir.common.serialization import Encoder
 from weir.common.watermark_strategy import WatermarkStrategy
@@ -69,8 +70,9 @@ class _Describe:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("backend", ["rocksdb", "hashmap"])
-def test_taskmanager_killed_three_times_output_is_exactly_once(tmp_path: Path, backend: str) -> None:
+@pytest.mark.parametrize("backend,storage", [("rocksdb", "s3"), ("hashmap", "file")])
+def test_taskmanager_killed_three_times_output_is_exactly_once(tmp_path: Path, backend: str, storage: str,
+                                                                request: pytest.FixtureRequest) -> None:
     out = tmp_path / "out"
     cluster = LocalCluster(taskmanagers=2, slots=1, heartbeat_timeout=2, heartbeat_interval=0.3,
                            log_dir=str(tmp_path / "logs"))
@@ -80,8 +82,15 @@ def test_taskmanager_killed_three_times_output_is_exactly_once(tmp_path: Path, b
     try:
         env = StreamExecutionEnvironment.get_execution_environment()
         env.set_parallelism(2)
-        env.enable_checkpointing(300)
-        env.get_checkpoint_config().set_checkpoint_storage_dir(f"file://{tmp_path}/checkpoints")
+        if storage == "s3":  # RocksDB's incremental checkpoints into a real S3 server on loopback
+            s3 = request.getfixturevalue("s3")
+            env.enable_checkpointing(500)
+            env.get_checkpoint_config().set_checkpoint_storage_dir(f"s3://chaos-{random.randrange(10**9)}/ck")
+            for k, v in s3.options(**{"s3.create-bucket": "true"}).items():
+                env.get_config().set_string(k, v)
+        else:
+            env.enable_checkpointing(300)
+            env.get_checkpoint_config().set_checkpoint_storage_dir(f"file://{tmp_path}/checkpoints")
         env.set_state_backend(EmbeddedRocksDBStateBackend() if backend == "rocksdb" else HashMapStateBackend())
         build(env, out)
         job_id = env.execute_async("exactly once").get_job_id()

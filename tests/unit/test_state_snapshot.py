@@ -486,7 +486,7 @@ def test_rocksdb_incremental_checkpoints(env: Env) -> None:
 
 def test_rocksdb_same_parallelism_restore_uses_the_files_and_reuses_them(env: Env) -> None:
     handles = []
-    for i, kgs in enumerate([range(0, 64), range(64, 128)]):
+    for kgs in [range(0, 64), range(64, 128)]:
         b = env.backend("rocksdb")
         States(b).fill([k for k in KEYS if key_group_for(k, MP) in kgs])
         handles.append(env.checkpoint(b, 1, kgs))
