@@ -56,9 +56,14 @@ def main() -> None:
 @click.option("--jobmanager", "-m", default=None, help=JM_HELP + "; without one, a local cluster runs the job")
 @click.option("--parallelism", "-p", type=int, default=None, help="default parallelism of the job")
 @click.option("--detached", "-d", is_flag=True, help="submit, print the job id and return")
+@click.option("--fromSavepoint", "-s", "savepoint", default=None,
+              help="restore the job from this savepoint (its directory URI)")
+@click.option("--allowNonRestoredState", "--allow-non-restored-state", "-n", "allow_non_restored", is_flag=True,
+              help="drop savepoint state of operators the job no longer has")
 @click.argument("job_file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(jobmanager: str | None, parallelism: int | None, detached: bool, job_file: str, args: tuple[str, ...]) -> None:
+def run(jobmanager: str | None, parallelism: int | None, detached: bool, savepoint: str | None,
+        allow_non_restored: bool, job_file: str, args: tuple[str, ...]) -> None:
     """Run JOB_FILE, a Python file that builds a job and calls env.execute()."""
     if parallelism is not None and parallelism < 1:
         raise click.BadParameter(f"must be >= 1, got {parallelism}", param_hint="-p")
@@ -68,6 +73,8 @@ def run(jobmanager: str | None, parallelism: int | None, detached: bool, job_fil
         detached=detached,
         job_ids=[],
         progress=None if detached else _progress_printer(sys.stderr),
+        savepoint_path=savepoint,
+        allow_non_restored_state=allow_non_restored,
     )
     set_context(ctx)
     old_argv = sys.argv
@@ -112,6 +119,9 @@ def list_jobs(jobmanager: str | None, as_json: bool) -> None:
         click.echo(json.dumps([
             {"id": j.job_id, "name": j.name, "state": j.state, "start_time": j.start_time,
              "end_time": j.end_time or None, "failure_cause": j.failure_cause or None,
+             "restarts": j.restarts, "last_failure": j.last_failure or None,
+             "checkpoints_completed": j.checkpoints_completed, "checkpoints_failed": j.checkpoints_failed,
+             "last_checkpoint_id": j.last_checkpoint_id or None,
              "vertices": [{"id": v.vertex_id, "name": v.name, "parallelism": v.parallelism,
                            "records_in": v.records_in, "records_out": v.records_out} for v in j.vertices]}
             for j in jobs
@@ -121,10 +131,15 @@ def list_jobs(jobmanager: str | None, as_json: bool) -> None:
         click.echo("no jobs")
         return
     for j in sorted(jobs, key=lambda j: j.start_time):
-        click.echo(f"{_fmt_time(j.start_time)}  {j.job_id}  {j.state:<9}  {j.name}")
-        if j.failure_cause:
-            last = [ln for ln in j.failure_cause.strip().splitlines() if ln.strip()]
-            click.echo(f"    cause: {last[-1] if last else ''}")
+        extra = f"  restarts={j.restarts}" if j.restarts else ""
+        if j.checkpoints_completed:
+            extra += f"  checkpoints={j.checkpoints_completed} (last {j.last_checkpoint_id})"
+        click.echo(f"{_fmt_time(j.start_time)}  {j.job_id}  {j.state:<10}  {j.name}{extra}")
+        cause = j.failure_cause or (j.last_failure if j.restarts else "")
+        if cause:
+            last = [ln for ln in cause.strip().splitlines() if ln.strip()]
+            label = "cause" if j.failure_cause else "last restart cause"
+            click.echo(f"    {label}: {last[-1] if last else ''}")
 
 
 @main.command()
@@ -137,6 +152,33 @@ def cancel(jobmanager: str | None, job_id: str) -> None:
     except (JobManagerUnreachableError, JobManagerError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"job {info.job_id} {info.state}")
+
+
+@main.command()
+@click.option("--jobmanager", "-m", default=None, help=JM_HELP)
+@click.argument("job_id")
+@click.argument("target", required=False)
+def savepoint(jobmanager: str | None, job_id: str, target: str | None) -> None:
+    """Take a savepoint of a running job (into TARGET, a directory URI, or the JobManager's default)."""
+    try:
+        path = _client(jobmanager).savepoint(job_id, target)
+    except (JobManagerUnreachableError, JobManagerError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"savepoint completed: {path}")
+
+
+@main.command()
+@click.option("--jobmanager", "-m", default=None, help=JM_HELP)
+@click.option("--savepointPath", "--savepoint-path", "-p", "target", default=None,
+              help="where the savepoint goes (default: the JobManager's savepoint directory)")
+@click.argument("job_id")
+def stop(jobmanager: str | None, target: str | None, job_id: str) -> None:
+    """Stop a job with a savepoint: take it, then cancel the job."""
+    try:
+        path = _client(jobmanager).savepoint(job_id, target, stop=True)
+    except (JobManagerUnreachableError, JobManagerError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"job {job_id} stopped with savepoint {path}")
 
 
 @main.group()

@@ -100,7 +100,10 @@ class ClusterPipelineExecutor:
         graph_bytes, topo_bytes = package(graph)
         gateway, cluster = self._connect(graph, detached)
         try:
-            job_id = gateway.submit(graph.name, graph_bytes, topo_bytes)
+            ctx0 = get_context()
+            job_id = gateway.submit(graph.name, graph_bytes, topo_bytes,
+                                    ctx0.savepoint_path if ctx0 else None,
+                                    bool(ctx0 and ctx0.allow_non_restored_state))
         except BaseException:
             if cluster is not None:
                 cluster.stop()

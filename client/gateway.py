@@ -40,8 +40,11 @@ class JobManagerClient:
                 ) from None
             raise JobManagerError(e.details()) from None  # type: ignore[attr-defined]
 
-    def submit(self, name: str, graph_bytes: bytes, topology_bytes: bytes) -> str:
-        req = weir_pb2.SubmitJobRequest(job_name=name, job_graph=graph_bytes, topology=topology_bytes)
+    def submit(self, name: str, graph_bytes: bytes, topology_bytes: bytes, savepoint_path: str | None = None,
+               allow_non_restored_state: bool = False) -> str:
+        req = weir_pb2.SubmitJobRequest(job_name=name, job_graph=graph_bytes, topology=topology_bytes,
+                                        savepoint_path=savepoint_path or "",
+                                        allow_non_restored_state=allow_non_restored_state)
         return str(self._call("SubmitJob", req, timeout=max(self.timeout, 300)).job_id)
 
     def get_job(self, job_id: str) -> JobInfo:
@@ -49,6 +52,11 @@ class JobManagerClient:
 
     def list_jobs(self) -> list[JobInfo]:
         return [job_from_pb(j) for j in self._call("ListJobs", weir_pb2.Empty()).jobs]
+
+    def savepoint(self, job_id: str, target: str | None = None, stop: bool = False, timeout: float = 600) -> str:
+        """Take a savepoint (and with ``stop``, cancel the job after it); returns the savepoint's URI."""
+        req = weir_pb2.SavepointRequest(job_id=job_id, target=target or "", stop=stop)
+        return str(self._call("TriggerSavepoint", req, timeout=timeout).path)
 
     def cancel(self, job_id: str) -> JobInfo:
         return job_from_pb(self._call("CancelJob", weir_pb2.JobIdRequest(job_id=job_id)))

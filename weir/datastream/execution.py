@@ -71,6 +71,8 @@ class ExecutionContext:
     detached: bool = False
     job_ids: list[str] | None = None
     progress: Any = None  # callable(JobInfo) shown while an attached job runs
+    savepoint_path: str | None = None  # weir run -s: restore the job from this savepoint
+    allow_non_restored_state: bool = False
 
 
 _context = threading.local()
