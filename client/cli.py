@@ -231,13 +231,17 @@ def cluster_stop() -> None:
 @click.option("--checkpoints-dir", default=None,
               help="default state.checkpoints.dir (file:///path or s3://bucket/prefix; default $WEIR_HOME/checkpoints)")
 @click.option("--savepoints-dir", default=None, help="default savepoint directory (default $WEIR_HOME/savepoints)")
+@click.option("--ha-dir", default=None,
+              help="high-availability.storageDir: keep jobs and checkpoint pointers there and resume them on restart")
 def jobmanager(host: str, port: int, advertised_host: str | None, heartbeat_timeout: float,
-               slot_request_timeout: float, checkpoints_dir: str | None, savepoints_dir: str | None) -> None:
+               slot_request_timeout: float, checkpoints_dir: str | None, savepoints_dir: str | None,
+               ha_dir: str | None) -> None:
     """Run the JobManager daemon."""
     from jobmanager.daemon import run as run_jm
 
     try:
-        run_jm(host, port, advertised_host, heartbeat_timeout, slot_request_timeout, checkpoints_dir, savepoints_dir)
+        run_jm(host, port, advertised_host, heartbeat_timeout, slot_request_timeout, checkpoints_dir, savepoints_dir,
+               ha_dir)
     except OSError as e:
         raise click.ClickException(str(e)) from None
 

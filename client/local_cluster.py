@@ -42,6 +42,8 @@ class LocalCluster:
     detached: bool = False  # survive this process (weir cluster start)
     log_dir: str | None = None
     quiet: bool = False  # daemons' logs to files/devnull instead of this terminal
+    ha_dir: str | None = None
+    checkpoints_dir: str | None = None
     jobmanager: subprocess.Popen[bytes] | None = None
     taskmanager_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     address: str = ""
@@ -69,14 +71,9 @@ class LocalCluster:
         )
 
     def start(self, timeout: float = 60.0) -> str:
-        port = self.port or free_port(self.host)
-        self.address = f"{self.host}:{port}"
-        self.jobmanager = self._popen(
-            ["jobmanager", "--host", self.host, "--port", str(port),
-             "--heartbeat-timeout", str(self.heartbeat_timeout),
-             "--slot-request-timeout", str(self.slot_request_timeout)],
-            "jobmanager",
-        )
+        self.port = self.port or free_port(self.host)
+        self.address = f"{self.host}:{self.port}"
+        self.start_jobmanager()
         for i in range(self.taskmanagers):
             self.add_taskmanager(name=f"taskmanager-{i}")
         try:
@@ -85,6 +82,18 @@ class LocalCluster:
             self.stop()
             raise
         return self.address
+
+    def start_jobmanager(self) -> subprocess.Popen[bytes]:
+        """(Re)start the JobManager on the cluster's address (after a kill, with the same HA directory)."""
+        args = ["jobmanager", "--host", self.host, "--port", str(self.port),
+                "--heartbeat-timeout", str(self.heartbeat_timeout),
+                "--slot-request-timeout", str(self.slot_request_timeout)]
+        if self.ha_dir:
+            args += ["--ha-dir", self.ha_dir]
+        if self.checkpoints_dir:
+            args += ["--checkpoints-dir", self.checkpoints_dir]
+        self.jobmanager = self._popen(args, "jobmanager")
+        return self.jobmanager
 
     def add_taskmanager(self, slots: int | None = None, name: str | None = None) -> subprocess.Popen[bytes]:
         p = self._popen(

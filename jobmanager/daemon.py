@@ -29,7 +29,9 @@ class JobManager:
         slot_request_timeout: float = 60.0,
         checkpoints_dir: str | None = None,
         savepoints_dir: str | None = None,
+        ha_dir: str | None = None,
     ) -> None:
+        self.ha_dir = ha_dir
         self.checkpoints_dir = checkpoints_dir
         self.savepoints_dir = savepoints_dir
         self.host = host
@@ -54,6 +56,13 @@ class JobManager:
         self.address = f"{self.advertised_host}:{bound}"
         self.dispatcher = Dispatcher(self.registry, self.gateway, self.address, self.slot_request_timeout,
                                      self.checkpoints_dir, self.savepoints_dir)
+        if self.ha_dir:
+            from jobmanager.ha import HAStore
+            from state.storage import checkpoint_storage_for
+
+            self.dispatcher.ha = HAStore(checkpoint_storage_for(self.ha_dir))
+            recovered = await asyncio.to_thread(self.dispatcher.ha.recover)
+            self.dispatcher.recover(recovered)
         weir_pb2_grpc.add_JobManagerServiceServicer_to_server(JobManagerService(self.dispatcher, self.id), self.server)
         await self.server.start()
         self._loop_task = asyncio.get_running_loop().create_task(self.dispatcher.run(self.heartbeat_timeout))
@@ -72,8 +81,9 @@ class JobManager:
 
 
 def run(host: str, port: int, advertised_host: str | None, heartbeat_timeout: float,
-        slot_request_timeout: float, checkpoints_dir: str | None = None, savepoints_dir: str | None = None) -> None:
+        slot_request_timeout: float, checkpoints_dir: str | None = None, savepoints_dir: str | None = None,
+        ha_dir: str | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s jobmanager %(levelname)s %(message)s")
     jm = JobManager(host, port, advertised_host, heartbeat_timeout, slot_request_timeout, checkpoints_dir,
-                    savepoints_dir)
+                    savepoints_dir, ha_dir)
     asyncio.run(jm.serve_forever())

@@ -156,6 +156,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._storages: dict[str, Any] = {}
+        self.ha: Any = None  # jobmanager.ha.HAStore when high availability is configured
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -170,7 +171,8 @@ class Dispatcher:
 
     # ---- events ----
     def submit(self, name: str, graph_bytes: bytes, topology_bytes: bytes,
-               savepoint: CheckpointMetadata | None = None, allow_non_restored: bool = False) -> Job:
+               savepoint: CheckpointMetadata | None = None, allow_non_restored: bool = False,
+               job_id: str | None = None) -> Job:
         try:
             topo = pickle.loads(topology_bytes)
         except Exception as e:
@@ -179,7 +181,7 @@ class Dispatcher:
         if not isinstance(topo, JobGraph) or not topo.vertices:
             raise JobSubmissionError("the submission holds no job graph")
         conf = {**self.defaults, **topo.config}
-        job = Job(uuid.uuid4().hex, name or topo.name, graph_bytes, topo, time.time())
+        job = Job(job_id or uuid.uuid4().hex, name or topo.name, graph_bytes, topo, time.time())
         job.checkpoint_config = _checkpoint_config(conf)
         job.storage_uri = conf.get("state.checkpoints.dir") or self.checkpoints_dir
         job.storage_options = {k: v for k, v in conf.items() if k.startswith("s3.")}
@@ -200,6 +202,35 @@ class Dispatcher:
                  if job.checkpoint_config.enabled else "")
         self._wake.set()
         return job
+
+    async def submit_persisted(self, name: str, graph_bytes: bytes, topology_bytes: bytes,
+                               savepoint: CheckpointMetadata | None = None, allow_non_restored: bool = False) -> Job:
+        """Submit, and with high availability keep the submission in the HA directory first."""
+        job = self.submit(name, graph_bytes, topology_bytes, savepoint, allow_non_restored)
+        if self.ha is not None:
+            try:
+                await asyncio.to_thread(self.ha.save_submission, job.job_id, job.name, graph_bytes, topology_bytes,
+                                        savepoint, allow_non_restored)
+            except Exception as e:
+                del self.jobs[job.job_id]
+                raise JobSubmissionError(f"cannot record the job in the HA directory: {e}") from e
+        return job
+
+    def recover(self, recovered: list[Any]) -> None:
+        """Resume jobs a previous JobManager was running (from the HA directory), from their latest checkpoints."""
+        for r in recovered:
+            job = self.submit(r.name, r.graph_bytes, r.topology_bytes, r.savepoint, r.allow_non_restored,
+                              job_id=r.job_id)
+            job.completed = list(r.checkpoints)
+            job.restarts = r.restarts
+            if job.completed:
+                job.next_checkpoint_id = job.completed[-1].checkpoint_id + 1
+            log.info("job %s (%s) recovered from the HA directory%s", job.job_id, job.name,
+                     f" at checkpoint {job.completed[-1].checkpoint_id}" if job.completed else "")
+
+    async def _persist_checkpoints(self, job: Job) -> None:
+        if self.ha is not None:
+            await asyncio.to_thread(self.ha.save_checkpoints, job.job_id, list(job.completed), job.restarts)
 
     @staticmethod
     def _check_savepoint(topo: JobGraph, md: CheckpointMetadata, allow_non_restored: bool) -> None:
@@ -459,6 +490,12 @@ class Dispatcher:
         job.completed.append(md)
         subsumed = job.completed[: -job.checkpoint_config.retained]
         job.completed = job.completed[-job.checkpoint_config.retained:]
+        try:
+            await self._persist_checkpoints(job)  # before anything is discarded: the HA copy must stay valid
+        except Exception as e:  # noqa: BLE001
+            log.error("job %s: recording checkpoint %d in the HA directory failed: %s", job.job_id,
+                      cc.checkpoint_id, e)
+            subsumed = []
         log.info("job %s: checkpoint %d completed in %.0f ms", job.job_id, cc.checkpoint_id,
                  (cc.completed_at - cc.triggered_at) * 1000)
         if job.state == "RUNNING":
@@ -530,6 +567,11 @@ class Dispatcher:
         if job.results is not None:
             await job.results.close(None if state == "FINISHED" else f"job {job.job_id} {state}:\n{cause}")
         job.done.set()
+        if self.ha is not None:
+            try:
+                await asyncio.to_thread(self.ha.mark_terminal, job.job_id, state)
+            except Exception as e:  # noqa: BLE001
+                log.error("job %s: recording its end in the HA directory failed: %s", job.job_id, e)
         log.info("job %s %s%s", job.job_id, state, f": {cause.splitlines()[-1] if cause else ''}" if cause else "")
         self._wake.set()
 

@@ -38,8 +38,8 @@ class JobManagerService(weir_pb2_grpc.JobManagerServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"cannot restore from savepoint {request.savepoint_path}: {e}")
         try:
-            job = self.d.submit(request.job_name, request.job_graph, request.topology, savepoint,
-                                request.allow_non_restored_state)
+            job = await self.d.submit_persisted(request.job_name, request.job_graph, request.topology, savepoint,
+                                                request.allow_non_restored_state)
         except JobSubmissionError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         return weir_pb2.SubmitJobResponse(job_id=job.job_id)

@@ -71,6 +71,7 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         self.slots = [Slot(i) for i in range(slots)]
         self.metrics: dict[tuple[str, str, int], TaskMetric] = {}
         self.registered = False
+        self.jobmanager_id: str | None = None
         self._stopping = False
         self._control_server: asyncio.Server | None = None
         self._control_address = ""
@@ -171,6 +172,14 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         except grpc.aio.AioRpcError as e:
             log.warning("could not report checkpoint %d of %s/%d: %s", cid, v, s, e.code().name)
 
+    def _cancel_everything(self) -> None:
+        for slot in self.slots:
+            if slot.writer is None or slot.writer.is_closing():
+                continue
+            for ex in {k[0] for k in slot.tasks}:
+                log.warning("cancelling execution %s of the previous JobManager", ex)
+                slot.writer.write(frame.encode_obj(frame.CONTROL, 0, ("cancel", ex)))
+
     def _slot_addresses(self) -> list[SlotAddress]:
         return [SlotAddress(s.index, s.data_address) for s in self.slots]
 
@@ -181,7 +190,12 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         delay = 0.2
         while not self._stopping:
             try:
-                await self._stub().RegisterTaskManager(req, timeout=5)
+                resp = await self._stub().RegisterTaskManager(req, timeout=5)
+                if self.jobmanager_id is not None and resp.jobmanager_id != self.jobmanager_id:
+                    # a new JobManager (a restart from its HA directory) knows nothing of the old one's tasks: it
+                    # redeploys its jobs from their checkpoints, so the tasks still running here must go
+                    self._cancel_everything()
+                self.jobmanager_id = resp.jobmanager_id
                 self.registered = True
                 log.info("registered with the JobManager at %s as %s (%d slots)", self.jobmanager, self.id,
                          len(self.slots))

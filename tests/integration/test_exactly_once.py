@@ -118,3 +118,45 @@ def test_taskmanager_killed_three_times_output_is_exactly_once(tmp_path: Path, b
         set_context(None)
         jm.close()
         cluster.stop()
+
+
+@pytest.mark.timeout(240)
+def test_jobmanager_killed_and_restarted_output_is_exactly_once(tmp_path: Path) -> None:
+    from client.gateway import JobManagerUnreachableError
+
+    out = tmp_path / "out"
+    cluster = LocalCluster(taskmanagers=2, slots=1, heartbeat_timeout=3, heartbeat_interval=0.3,
+                           log_dir=str(tmp_path / "logs"), ha_dir=f"file://{tmp_path}/ha")
+    cluster.start()
+    set_context(ExecutionContext(jobmanager_address=cluster.address))
+    jm = JobManagerClient(cluster.address)
+
+    def job_info() -> Any:
+        try:
+            return jm.get_job(job_id)
+        except JobManagerUnreachableError:
+            return None
+
+    try:
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.set_parallelism(2)
+        env.enable_checkpointing(300)
+        env.get_checkpoint_config().set_checkpoint_storage_dir(f"file://{tmp_path}/checkpoints")
+        build(env, out)
+        job_id = env.execute_async("survives its JobManager").get_job_id()
+        wait_for(lambda: jm.get_job(job_id).checkpoints_completed >= 2, 60, "two checkpoints")
+        assert cluster.jobmanager is not None
+        os.kill(cluster.jobmanager.pid, signal.SIGKILL)
+        cluster.jobmanager.wait()
+        cluster.start_jobmanager()  # same address, same HA directory
+        info = wait_for(lambda: (i := job_info()) is not None and i.is_terminal and i, 180, "the job to finish")
+        assert info.state == "FINISHED", info.failure_cause
+        got, expected = committed_lines(out), reference()
+        missing, extra = expected - got, got - expected
+        assert not missing and not extra, f"{sum(missing.values())} missing, {sum(extra.values())} extra"
+        log = (tmp_path / "logs" / "jobmanager.log").read_text()
+        assert "recovered from the HA directory at checkpoint" in log
+    finally:
+        set_context(None)
+        jm.close()
+        cluster.stop()
