@@ -120,3 +120,18 @@ def test_execute_and_collect_with_limit_cancels_the_rest(on_cluster: str, jm) ->
     from tests.integration.procs import wait_for
 
     wait_for(lambda: all(j.is_terminal for j in jm.list_jobs()), 15, "the endless job to be canceled")
+
+
+def test_file_source_reads_every_line_once(on_cluster: str, tmp_path: Path) -> None:
+    from weir.datastream.connectors.file_system import FileSource, StreamFormat
+
+    expected = []
+    for f in range(5):
+        lines = [f"f{f}-{i}" for i in range(1_000 + f * 137)]
+        expected += lines
+        (tmp_path / f"part-{f}.txt").write_text("\n".join(lines) + "\n")
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(2)
+    src = FileSource.for_record_stream_format(StreamFormat.text_line_format(), str(tmp_path)).build()
+    got = env.from_source(src, None, "files").map(str.upper).execute_and_collect()
+    assert sorted(got) == sorted(s.upper() for s in expected)
