@@ -2,6 +2,7 @@
 
 from weir.common.configuration import Configuration
 from weir.common.execution_config import ExecutionConfig
+from weir.common.restart_strategy import RestartStrategies, RestartStrategyConfiguration
 from weir.common.row import Row, RowKind
 from weir.common.time import Duration, Time
 from weir.common.typeinfo import TypeInformation, Types
@@ -11,6 +12,8 @@ __all__ = [
     "Configuration",
     "Duration",
     "ExecutionConfig",
+    "RestartStrategies",
+    "RestartStrategyConfiguration",
     "Row",
     "RowKind",
     "Time",

@@ -1,5 +1,6 @@
 """PyFlink's ``pyflink.datastream``."""
 
+from weir.datastream.checkpoint_config import CheckpointConfig, CheckpointingMode
 from weir.datastream.data_stream import (
     AllWindowedStream,
     CloseableIterator,
@@ -38,6 +39,8 @@ from weir.datastream.stream_execution_environment import StreamExecutionEnvironm
 __all__ = [
     "AggregateFunction",
     "AllWindowedStream",
+    "CheckpointConfig",
+    "CheckpointingMode",
     "CloseableIterator",
     "CoFlatMapFunction",
     "CoMapFunction",
