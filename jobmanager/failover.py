@@ -14,15 +14,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "min": 60.0, "minute": 60.0,
-          "minutes": 60.0, "h": 3600.0, "hour": 3600.0, "hours": 3600.0}
+_UNITS = {"ms": 0.001, "milli": 0.001, "millis": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
+          "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+          "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+          "h": 3600.0, "hour": 3600.0, "hours": 3600.0, "d": 86400.0, "day": 86400.0, "days": 86400.0}
 
 
 def parse_duration(value: str | int | float, key: str) -> float:
     """Seconds of '10 s', '500 ms', '1 min' or a number of milliseconds."""
     if isinstance(value, int | float):
         return float(value) / 1000
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", value.lower())
     if not m or (m.group(2) and m.group(2) not in _UNITS):
         raise ValueError(f"{key}: {value!r} is not a duration; write e.g. '10 s', '500 ms' or '1 min'")
     n = float(m.group(1))

@@ -52,7 +52,7 @@ class SinkOperator(Operator):
                         for committables in pickle.loads(st.operator).values():
                             known.extend(committables)
                 self.writer.commit(known)
-                self.writer.abort_others(known)
+                self.writer.abort_others(known, i, n)
         else:
             super().open(ctx)
 

@@ -79,8 +79,10 @@ class TwoPhaseCommittingSinkWriter(SinkWriter):
     @abstractmethod
     def commit(self, committables: list[Any]) -> None: ...
 
-    def abort_others(self, known: list[Any]) -> None:  # noqa: B027 - optional hook
-        """Discard leftovers of earlier attempts that are not among ``known`` committables."""
+    def abort_others(self, known: list[Any], subtask: int | None = None,  # noqa: B027
+                     parallelism: int | None = None) -> None:
+        """Discard leftovers of earlier attempts that are not among ``known`` committables: those of the old
+        subtasks this one took over (old index S with ``S % parallelism == subtask``; by default its own)."""
 
     def finish(self) -> None:
         """Without checkpointing: commit everything at the end of input."""
@@ -132,12 +134,19 @@ class _FileWriter(TwoPhaseCommittingSinkWriter):
                     f"cannot commit {f}: neither it nor its pending file {p} exists (were files removed by hand?)"
                 )
 
-    def abort_others(self, known: list[Any]) -> None:
+    def abort_others(self, known: list[Any], subtask: int | None = None, parallelism: int | None = None) -> None:
         keep = {pending for pending, _ in known}
-        marker = f"-{self._subtask}-"
+        mine = self._subtask if subtask is None else subtask
         for name in os.listdir(self._base):
-            if (name.startswith(".part-") and marker in name and name not in keep
-                    and (name.endswith(".inprogress") or name.endswith(".pending"))):
+            if not (name.startswith(".part-") and (name.endswith(".inprogress") or name.endswith(".pending"))):
+                continue
+            if name in keep:
+                continue
+            parts = name.split(".")[1].split("-")  # part, run, subtask, counter
+            if not (len(parts) == 4 and parts[2].isdigit()):
+                continue
+            old = int(parts[2])
+            if (old == mine) if parallelism is None else (old % parallelism == mine):
                 os.remove(os.path.join(self._base, name))
 
     def close(self) -> None:
