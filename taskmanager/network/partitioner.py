@@ -24,22 +24,41 @@ class OutputChannel(Protocol):
     async def end(self) -> None: ...
 
 
+CHANNEL_CACHE_LIMIT = 100_000
+
+
 def hash_partition(
-    values: Sequence[Any], key_fn: Callable[[Any], Any], table: Sequence[int], max_parallelism: int, n: int
+    values: Sequence[Any], key_fn: Callable[[Any], Any], table: Sequence[int], max_parallelism: int, n: int,
+    cache: dict[Any, int] | None = None,
 ) -> list[list[Any]]:
-    """Split ``values`` by the subtask owning each record's key group (stable across processes)."""
+    """Split ``values`` by the subtask owning each record's key group (stable across processes).
+
+    ``cache`` remembers the channel of recently seen keys: a dict lookup instead of encoding and hashing the key
+    again (hot keys repeat); it is bounded by CHANNEL_CACHE_LIMIT entries.
+    """
     out: list[list[Any]] = [[] for _ in range(n)]
     appends = [o.append for o in out]
+    if cache is None:
+        cache = {}
+    get = cache.get
     for v in values:
         k = key_fn(v)
-        t = type(k)
-        if t is str:
-            g = crc32(k.encode("utf-8", "surrogatepass")) % max_parallelism
-        elif t is int:
-            g = crc32(b"i%d" % k) % max_parallelism
-        else:
-            g = crc32(key_bytes(k)) % max_parallelism
-        appends[table[g]](v)
+        try:
+            ch = get(k)
+        except TypeError:  # unhashable: key_bytes below raises the error that explains it
+            ch = None
+        if ch is None:
+            t = type(k)
+            if t is str:
+                g = crc32(k.encode("utf-8", "surrogatepass")) % max_parallelism
+            elif t is int:
+                g = crc32(b"i%d" % k) % max_parallelism
+            else:
+                g = crc32(key_bytes(k)) % max_parallelism
+            ch = table[g]
+            if len(cache) < CHANNEL_CACHE_LIMIT:
+                cache[k] = ch
+        appends[ch](v)
     return out
 
 
@@ -81,6 +100,7 @@ class RecordWriter:
         self.values: list[list[Any]] = [[] for _ in range(self.n)]
         self.timestamps: list[list[int] | None] = [None] * self.n
         self._rr = 0
+        self._channels: dict[Any, int] = {}  # key -> channel, for keys seen recently
         self.records_out = 0
         self.pending = 0  # records added and not yet sent
 
@@ -98,7 +118,8 @@ class RecordWriter:
             self.values[0].extend(values)
         elif self.kind == "hash":
             assert self.key_fn is not None
-            for i, part in enumerate(hash_partition(values, self.key_fn, self.table, self.max_parallelism, n)):
+            parts = hash_partition(values, self.key_fn, self.table, self.max_parallelism, n, self._channels)
+            for i, part in enumerate(parts):
                 if part:
                     self.values[i].extend(part)
         elif self.kind == "rebalance":

@@ -32,6 +32,8 @@ class TimestampsAndWatermarksOperator(Operator):
         assigner = strategy.timestamp_assigner
         if assigner is None:
             self.extract = None
+        elif type(assigner).__name__ == "_CallableTimestampAssigner":
+            self.extract = assigner.fn  # a plain callable wrapped by the strategy: skip the wrapper's call
         elif hasattr(assigner, "extract_timestamp"):
             self.extract = assigner.extract_timestamp
         else:

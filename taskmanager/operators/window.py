@@ -34,6 +34,10 @@ from weir.datastream.functions import (
 )
 
 _MISSING = object()
+_NO_TIMESTAMP = (
+    "a record without a timestamp reached an event-time window: assign timestamps with "
+    "assign_timestamps_and_watermarks(...) or a WatermarkStrategy with a timestamp assigner"
+)
 
 
 def _handle_for(backend: Any, desc: Any) -> Any:
@@ -186,7 +190,12 @@ class WindowOperator(KeyedStateMixin):
         self.backend = self.open_backend()
         self.contents = self.backend.table("window-contents")
         self.merging_sets = self.backend.table("window-merging-set") if self.merging else None
-        self.timers = InternalTimerService(self.runtime.processing_time, self._on_event_timer,
+        self.fast = type(self.trigger) is EventTimeTrigger and type(self.assigner) is TumblingEventTimeWindows
+        if self.fast:
+            self.size, self.offset = self.assigner.size, self.assigner.offset
+        self.clears_per_window = isinstance(self.window_fn, ProcessWindowFunction | ProcessAllWindowFunction)
+        self.timers = InternalTimerService(self.runtime.processing_time,
+                                           self._on_fast_timer if self.fast else self._on_event_timer,
                                            self._on_processing_timer)
         self.restore_timers()
         self.collector = Collector(self.runtime)
@@ -194,7 +203,6 @@ class WindowOperator(KeyedStateMixin):
         self.wctx = _WindowFunctionContext(self)
         self.actx = _AssignerContext(self)
         self.late_out = self.runtime.side_output(self.late_tag) if self.late_tag else None
-        self.fast = type(self.trigger) is EventTimeTrigger and type(self.assigner) is TumblingEventTimeWindows
         self._windows: dict[int, Any] = {}
         ctx._keyed_state_store = self.backend
         for f in self._functions():
@@ -366,7 +374,9 @@ class WindowOperator(KeyedStateMixin):
 
     # ---- elements ----
     def process_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
-        if self.fast and timestamps is not None:
+        if self.fast:
+            if timestamps is None:
+                raise ValueError(_NO_TIMESTAMP)
             self._process_fast(values, timestamps)
         else:
             self._process_generic(values, timestamps)
@@ -379,44 +389,82 @@ class WindowOperator(KeyedStateMixin):
             self.late_dropped += len(values)
 
     def _process_fast(self, values: list[Any], timestamps: list[int]) -> None:
-        key, contents, backend, timers = self.key, self.contents, self.backend, self.timers
-        size, offset, lateness = self.assigner.size, self.assigner.offset, self.lateness
-        windows = self._windows
-        from weir.datastream.window import TimeWindow
-
+        """Tumbling event-time windows with the default trigger. The namespace of a window's state and timers is
+        its start (an int: hashing a TimeWindow costs a Python call per dict operation); TimeWindow objects are only
+        made for window functions that ask for them."""
+        key, contents, timers = self.key, self.contents, self.timers
+        size, offset, lateness = self.size, self.offset, self.lateness
         wm = timers.current_watermark
         late_v: list[Any] = []
         late_t: list[int] = []
-        add = self._add
-        ev = timers.event
+        ev_add = timers.event.add
+        get = contents.get
+        mode, reduce, agg = self.mode, self.reduce, self.agg
         for v, ts in zip(values, timestamps, strict=True):
             if ts is None or ts == MIN_TIME:  # -2**63: Flink's "no timestamp"
-                raise ValueError(
-                    "a record without a timestamp reached an event-time window: assign timestamps with "
-                    "assign_timestamps_and_watermarks(...) or a WatermarkStrategy with a timestamp assigner"
-                )
+                raise ValueError(_NO_TIMESTAMP)
             start = ts - (ts - offset) % size
-            end = start + size
-            if end - 1 + lateness <= wm:  # the window is late, so is the element (one window per element)
+            end1 = start + size - 1
+            if end1 + lateness <= wm:  # the window is late, so is the element (one window per element)
                 late_v.append(v)
                 late_t.append(ts)
                 continue
-            w = windows.get(start)
-            if w is None:
-                if len(windows) > 4096:
-                    windows.clear()
-                w = windows[start] = TimeWindow(start, end)
             k = key(v)
-            if add((k, w), v):  # a new window: its timers (an existing one got them when it was created)
-                if end - 1 > wm:  # EventTimeTrigger.on_element registers the end-of-window timer...
-                    ev.add(k, w, end - 1)
-                if lateness:  # ...and the operator the cleanup timer (the same one when lateness is 0)
-                    ev.add(k, w, end - 1 + lateness)
-            if end - 1 <= wm:  # within allowed lateness, the window has fired: fire again with this element
-                backend.current_key = k
-                self._emit_window(k, w, contents[(k, w)])
+            ck = (k, start)
+            acc = get(ck, _MISSING)
+            if acc is _MISSING:
+                if mode == "reduce":
+                    contents[ck] = v
+                elif mode == "aggregate":
+                    contents[ck] = agg.add(v, agg.create_accumulator())
+                else:
+                    contents[ck] = [v]
+                # a new window: EventTimeTrigger.on_element's end-of-window timer (unless the watermark passed it),
+                # and the cleanup timer (the same one when lateness is 0)
+                if end1 > wm:
+                    ev_add(k, start, end1)
+                if lateness:
+                    ev_add(k, start, end1 + lateness)
+            elif mode == "reduce":
+                contents[ck] = reduce(acc, v)  # type: ignore[misc]
+            elif mode == "aggregate":
+                contents[ck] = agg.add(v, acc)
+            else:
+                acc.append(v)
+                contents[ck] = acc  # written back: RocksDB caches by put
+            if end1 <= wm:  # within allowed lateness, the window has fired: fire again with this element
+                self._fast_emit(k, start, contents[ck])
         if late_v:
             self._late(late_v, late_t)
+
+    def _fast_emit(self, key: Any, start: int, contents: Any) -> None:
+        end1 = start + self.size - 1
+        if self.window_fn is None and self.mode != "list":
+            c = self.collector
+            c.values.append(contents if self.mode == "reduce" else self.agg.get_result(contents))
+            c.timestamps.append(end1)
+            return
+        from weir.datastream.window import TimeWindow
+
+        self.backend.current_key = key
+        self._emit_window(key, TimeWindow(start, start + self.size), contents)
+
+    def _on_fast_timer(self, key: Any, start: int, ts: int) -> None:
+        end1 = start + self.size - 1
+        ck = (key, start)
+        if ts == end1:
+            acc = self.contents.get(ck, _MISSING)
+            if acc is not _MISSING:
+                self._fast_emit(key, start, acc)
+        if ts == end1 + self.lateness:  # cleanup
+            self.contents.pop(ck, None)
+            wf = self.window_fn
+            if self.clears_per_window:
+                from weir.datastream.window import TimeWindow
+
+                self.backend.current_key = key
+                self.wctx.w = TimeWindow(start, start + self.size)
+                wf.clear(self.wctx)
 
     def _process_generic(self, values: list[Any], timestamps: list[int] | None) -> None:
         key, backend, trigger, tctx = self.key, self.backend, self.trigger, self.tctx
