@@ -464,7 +464,7 @@ class WindowOperator(KeyedStateMixin):
 
                 self.backend.current_key = key
                 self.wctx.w = TimeWindow(start, start + self.size)
-                wf.clear(self.wctx)
+                wf.clear(self.wctx)  # type: ignore[union-attr]
 
     def _process_generic(self, values: list[Any], timestamps: list[int] | None) -> None:
         key, backend, trigger, tctx = self.key, self.backend, self.trigger, self.tctx
