@@ -221,6 +221,9 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         self._cfh = cf_handle
         self._cache: dict[tuple[Any, Any], Any] = {}
         self._dirty: set[tuple[Any, Any]] = set()
+        # dirty entries the caller created knowing the DB has none (put_new): deleting one before it is
+        # written out costs nothing, no DB delete (windows that open and fire between two flushes)
+        self._new: set[tuple[Any, Any]] = set()
         self._limit = backend.cache_entries
 
     # -- point operations -----------------------------------------------------------------------------------
@@ -262,9 +265,19 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         if len(c) > self._limit:
             self._backend._overflow()
 
+    def put_new(self, k: tuple[Any, Any], v: Any) -> None:
+        """Creates entry ``k``, which the caller knows is in neither the cache nor the DB (no read needed)."""
+        self[k] = v
+        self._new.add(k)
+
     def discard(self, k: tuple[Any, Any]) -> None:
         """Deletes entry ``k`` if present, without reading it (a blind delete)."""
         c = self._cache
+        if k in self._new:  # never written to the DB: forget it
+            self._new.discard(k)
+            self._dirty.discard(k)
+            c[k] = _ABSENT  # known absent, clean
+            return
         if c.get(k) is _ABSENT:  # known absent, or its delete is pending already
             return
         c[k] = _ABSENT
@@ -326,6 +339,7 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         """Removes every entry (one range delete)."""
         self._cache.clear()
         self._dirty.clear()
+        self._new.clear()
         self._cf.delete_range(b"", _KEY_SPACE_END, self._backend._write_opts)
 
     def __repr__(self) -> str:
@@ -613,6 +627,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         db.write(wb, self._write_opts)
         for t in dirty:
             t._dirty.clear()
+            t._new.clear()
 
     # -- key groups -----------------------------------------------------------------------------------------
 

@@ -398,7 +398,8 @@ class WindowOperator(KeyedStateMixin):
         late_v: list[Any] = []
         late_t: list[int] = []
         ev_add = timers.event.add
-        get = contents.get
+        by_ts = timers.event.by_ts
+        put_new = getattr(contents, "put_new", contents.__setitem__)  # dicts have no put_new: plain assignment
         mode, reduce, agg = self.mode, self.reduce, self.agg
         for v, ts in zip(values, timestamps, strict=True):
             if ts is None or ts == MIN_TIME:  # -2**63: Flink's "no timestamp"
@@ -411,14 +412,17 @@ class WindowOperator(KeyedStateMixin):
                 continue
             k = key(v)
             ck = (k, start)
-            acc = get(ck, _MISSING)
-            if acc is _MISSING:
+            # a window has state exactly when it has a pending timer (both are made together, the timer at its
+            # end while the watermark is before it, else its cleanup timer): no state lookup -- a RocksDB read
+            # -- for the many windows that do not exist yet
+            bucket = by_ts.get(end1 if end1 > wm else end1 + lateness)
+            if bucket is None or ck not in bucket:
                 if mode == "reduce":
-                    contents[ck] = v
+                    put_new(ck, v)
                 elif mode == "aggregate":
-                    contents[ck] = agg.add(v, agg.create_accumulator())
+                    put_new(ck, agg.add(v, agg.create_accumulator()))
                 else:
-                    contents[ck] = [v]
+                    put_new(ck, [v])
                 # a new window: EventTimeTrigger.on_element's end-of-window timer (unless the watermark passed it),
                 # and the cleanup timer (the same one when lateness is 0)
                 if end1 > wm:
@@ -426,10 +430,11 @@ class WindowOperator(KeyedStateMixin):
                 if lateness:
                     ev_add(k, start, end1 + lateness)
             elif mode == "reduce":
-                contents[ck] = reduce(acc, v)  # type: ignore[misc]
+                contents[ck] = reduce(contents[ck], v)  # type: ignore[misc]
             elif mode == "aggregate":
-                contents[ck] = agg.add(v, acc)
+                contents[ck] = agg.add(v, contents[ck])
             else:
+                acc = contents[ck]
                 acc.append(v)
                 contents[ck] = acc  # written back: RocksDB caches by put
             if end1 <= wm:  # within allowed lateness, the window has fired: fire again with this element
