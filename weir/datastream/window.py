@@ -856,16 +856,66 @@ def _offset_ms(offset: TimeLike | None) -> int:
     return 0 if offset is None else to_millis(offset)
 
 
-class TumblingEventTimeWindows(WindowAssigner[object, TimeWindow]):
+class _TimeWindows(WindowAssigner[object, TimeWindow]):
+    """What tumbling and sliding assigners share: size and offset, and the time an element is placed by --
+    its timestamp (event time) or the subtask's clock (processing time)."""
+
+    _event_time = True
+
+    def __init__(self, size: int, offset: int = 0) -> None:
+        self._size = size
+        self._offset = offset
+
+    @property
+    def size(self) -> int:
+        """The window size in milliseconds."""
+        return self._size
+
+    def get_size(self) -> int:
+        """Returns the window size in milliseconds."""
+        return self._size
+
+    @property
+    def offset(self) -> int:
+        """The window offset in milliseconds."""
+        return self._offset
+
+    def get_offset(self) -> int:
+        """Returns the window offset in milliseconds."""
+        return self._offset
+
+    def _time(self, timestamp: int | None, context: WindowAssigner.WindowAssignerContext) -> int:
+        if self._event_time:
+            return _require_timestamp(self, timestamp)
+        return context.get_current_processing_time()
+
+    def get_default_trigger(self, env: Any = None) -> Trigger[object, TimeWindow]:
+        return EventTimeTrigger.create() if self._event_time else ProcessingTimeTrigger.create()
+
+    def is_event_time(self) -> bool:
+        return self._event_time
+
+
+class _TumblingWindows(_TimeWindows):
+    def __init__(self, size: int, offset: int = 0) -> None:
+        _check_size_and_offset(type(self).__name__, size, offset)
+        super().__init__(size, offset)
+
+    def assign_windows(
+        self, element: object, timestamp: int | None, context: WindowAssigner.WindowAssignerContext
+    ) -> list[TimeWindow]:
+        start = TimeWindow.get_window_start_with_offset(self._time(timestamp, context), self._offset, self._size)
+        return [TimeWindow(start, start + self._size)]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._size})"
+
+
+class TumblingEventTimeWindows(_TumblingWindows):
     """Fixed-size, non-overlapping event-time windows ``[start, start + size)``.
 
     ``start = ts - ((ts - offset) % size)``. Default trigger: :class:`EventTimeTrigger`.
     """
-
-    def __init__(self, size: int, offset: int = 0) -> None:
-        _check_size_and_offset("TumblingEventTimeWindows", size, offset)
-        self._size = size
-        self._offset = offset
 
     @staticmethod
     def of(size: TimeLike, offset: TimeLike | None = None) -> TumblingEventTimeWindows:
@@ -880,51 +930,14 @@ class TumblingEventTimeWindows(WindowAssigner[object, TimeWindow]):
         """
         return TumblingEventTimeWindows(to_millis(size), _offset_ms(offset))
 
-    @property
-    def size(self) -> int:
-        """The window size in milliseconds."""
-        return self._size
 
-    def get_size(self) -> int:
-        """Returns the window size in milliseconds."""
-        return self._size
-
-    @property
-    def offset(self) -> int:
-        """The window offset in milliseconds."""
-        return self._offset
-
-    def get_offset(self) -> int:
-        """Returns the window offset in milliseconds."""
-        return self._offset
-
-    def assign_windows(
-        self, element: object, timestamp: int | None, context: WindowAssigner.WindowAssignerContext
-    ) -> list[TimeWindow]:
-        ts = _require_timestamp(self, timestamp)
-        start = TimeWindow.get_window_start_with_offset(ts, self._offset, self._size)
-        return [TimeWindow(start, start + self._size)]
-
-    def get_default_trigger(self, env: Any = None) -> Trigger[object, TimeWindow]:
-        return EventTimeTrigger.create()
-
-    def is_event_time(self) -> bool:
-        return True
-
-    def __repr__(self) -> str:
-        return f"TumblingEventTimeWindows({self._size})"
-
-
-class TumblingProcessingTimeWindows(WindowAssigner[object, TimeWindow]):
+class TumblingProcessingTimeWindows(_TumblingWindows):
     """Fixed-size, non-overlapping windows over the subtask's processing time (the element timestamp is ignored).
 
     Default trigger: :class:`ProcessingTimeTrigger`.
     """
 
-    def __init__(self, size: int, offset: int = 0) -> None:
-        _check_size_and_offset("TumblingProcessingTimeWindows", size, offset)
-        self._size = size
-        self._offset = offset
+    _event_time = False
 
     @staticmethod
     def of(size: TimeLike, offset: TimeLike | None = None) -> TumblingProcessingTimeWindows:
@@ -935,54 +948,38 @@ class TumblingProcessingTimeWindows(WindowAssigner[object, TimeWindow]):
         """
         return TumblingProcessingTimeWindows(to_millis(size), _offset_ms(offset))
 
-    @property
-    def size(self) -> int:
-        """The window size in milliseconds."""
-        return self._size
 
-    def get_size(self) -> int:
-        """Returns the window size in milliseconds."""
-        return self._size
+class _SlidingWindows(_TimeWindows):
+    def __init__(self, size: int, slide: int, offset: int = 0) -> None:
+        _check_sliding(type(self).__name__, size, slide, offset)
+        super().__init__(size, offset)
+        self._slide = slide
 
     @property
-    def offset(self) -> int:
-        """The window offset in milliseconds."""
-        return self._offset
+    def slide(self) -> int:
+        """The slide in milliseconds."""
+        return self._slide
 
-    def get_offset(self) -> int:
-        """Returns the window offset in milliseconds."""
-        return self._offset
+    def get_slide(self) -> int:
+        """Returns the slide in milliseconds."""
+        return self._slide
 
     def assign_windows(
         self, element: object, timestamp: int | None, context: WindowAssigner.WindowAssignerContext
     ) -> list[TimeWindow]:
-        now = context.get_current_processing_time()
-        start = TimeWindow.get_window_start_with_offset(now, self._offset, self._size)
-        return [TimeWindow(start, start + self._size)]
-
-    def get_default_trigger(self, env: Any = None) -> Trigger[object, TimeWindow]:
-        return ProcessingTimeTrigger.create()
-
-    def is_event_time(self) -> bool:
-        return False
+        return _sliding_windows(self._time(timestamp, context), self._size, self._slide, self._offset)
 
     def __repr__(self) -> str:
-        return f"TumblingProcessingTimeWindows({self._size})"
+        return f"{type(self).__name__}({self._size}, {self._slide})"
 
 
-class SlidingEventTimeWindows(WindowAssigner[object, TimeWindow]):
+class SlidingEventTimeWindows(_SlidingWindows):
     """Event-time windows of ``size`` starting every ``slide``; they overlap when slide < size.
 
     An element with timestamp ts is in ``[s, s + size)`` for ``s = last_start, last_start - slide, ...`` while
     ``s > ts - size``, where ``last_start = ts - ((ts - offset) % slide)``; the windows are returned in that order
     (latest start first). Default trigger: :class:`EventTimeTrigger`.
     """
-
-    def __init__(self, size: int, slide: int, offset: int = 0) -> None:
-        _check_sliding("SlidingEventTimeWindows", size, slide, offset)
-        self._size = size
-        self._slide = slide
-        self._offset = offset
 
     @staticmethod
     def of(size: TimeLike, slide: TimeLike, offset: TimeLike | None = None) -> SlidingEventTimeWindows:
@@ -998,59 +995,14 @@ class SlidingEventTimeWindows(WindowAssigner[object, TimeWindow]):
         """
         return SlidingEventTimeWindows(to_millis(size), to_millis(slide), _offset_ms(offset))
 
-    @property
-    def size(self) -> int:
-        """The window size in milliseconds."""
-        return self._size
 
-    def get_size(self) -> int:
-        """Returns the window size in milliseconds."""
-        return self._size
-
-    @property
-    def slide(self) -> int:
-        """The slide in milliseconds."""
-        return self._slide
-
-    def get_slide(self) -> int:
-        """Returns the slide in milliseconds."""
-        return self._slide
-
-    @property
-    def offset(self) -> int:
-        """The window offset in milliseconds."""
-        return self._offset
-
-    def get_offset(self) -> int:
-        """Returns the window offset in milliseconds."""
-        return self._offset
-
-    def assign_windows(
-        self, element: object, timestamp: int | None, context: WindowAssigner.WindowAssignerContext
-    ) -> list[TimeWindow]:
-        return _sliding_windows(_require_timestamp(self, timestamp), self._size, self._slide, self._offset)
-
-    def get_default_trigger(self, env: Any = None) -> Trigger[object, TimeWindow]:
-        return EventTimeTrigger.create()
-
-    def is_event_time(self) -> bool:
-        return True
-
-    def __repr__(self) -> str:
-        return f"SlidingEventTimeWindows({self._size}, {self._slide})"
-
-
-class SlidingProcessingTimeWindows(WindowAssigner[object, TimeWindow]):
+class SlidingProcessingTimeWindows(_SlidingWindows):
     """Sliding windows over the subtask's processing time; same windows as :class:`SlidingEventTimeWindows`.
 
     Default trigger: :class:`ProcessingTimeTrigger`.
     """
 
-    def __init__(self, size: int, slide: int, offset: int = 0) -> None:
-        _check_sliding("SlidingProcessingTimeWindows", size, slide, offset)
-        self._size = size
-        self._slide = slide
-        self._offset = offset
+    _event_time = False
 
     @staticmethod
     def of(size: TimeLike, slide: TimeLike, offset: TimeLike | None = None) -> SlidingProcessingTimeWindows:
@@ -1060,47 +1012,6 @@ class SlidingProcessingTimeWindows(WindowAssigner[object, TimeWindow]):
             ValueError: If size <= 0, slide <= 0 or abs(offset) >= slide.
         """
         return SlidingProcessingTimeWindows(to_millis(size), to_millis(slide), _offset_ms(offset))
-
-    @property
-    def size(self) -> int:
-        """The window size in milliseconds."""
-        return self._size
-
-    def get_size(self) -> int:
-        """Returns the window size in milliseconds."""
-        return self._size
-
-    @property
-    def slide(self) -> int:
-        """The slide in milliseconds."""
-        return self._slide
-
-    def get_slide(self) -> int:
-        """Returns the slide in milliseconds."""
-        return self._slide
-
-    @property
-    def offset(self) -> int:
-        """The window offset in milliseconds."""
-        return self._offset
-
-    def get_offset(self) -> int:
-        """Returns the window offset in milliseconds."""
-        return self._offset
-
-    def assign_windows(
-        self, element: object, timestamp: int | None, context: WindowAssigner.WindowAssignerContext
-    ) -> list[TimeWindow]:
-        return _sliding_windows(context.get_current_processing_time(), self._size, self._slide, self._offset)
-
-    def get_default_trigger(self, env: Any = None) -> Trigger[object, TimeWindow]:
-        return ProcessingTimeTrigger.create()
-
-    def is_event_time(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return f"SlidingProcessingTimeWindows({self._size}, {self._slide})"
 
 
 class SessionWindowTimeGapExtractor(ABC):
