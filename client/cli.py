@@ -206,6 +206,8 @@ def cluster_start(taskmanagers: int, slots: int, port: int, log_dir: str | None)
     click.echo(f"JobManager at {c.address}")
     for name, pid in c.pids.items():
         click.echo(f"  {name}: pid {pid}")
+    for i, port in enumerate(c.metrics_ports):
+        click.echo(f"  taskmanager-{i} metrics: http://{c.host}:{port}/metrics")
     click.echo(f"export WEIR_JOBMANAGER={c.address}")
 
 
@@ -256,15 +258,18 @@ def jobmanager(host: str, port: int, advertised_host: str | None, heartbeat_time
 @click.option("--state-backend", type=click.Choice(["hashmap", "rocksdb"]), default="hashmap", show_default=True,
               help="default keyed state backend (state.backend.type) for jobs that do not set one")
 @click.option("--tmp-dir", default=None, help="local directory for the slots' state (default: the system's temp)")
+@click.option("--metrics-port", type=int, default=9249, show_default=True,
+              help="port of this TaskManager's Prometheus /metrics (-1: none)")
 def taskmanager(jm: str | None, slots: int, host: str, port: int, advertised_host: str | None,
-                heartbeat_interval: float, state_backend: str, tmp_dir: str | None) -> None:
+                heartbeat_interval: float, state_backend: str, tmp_dir: str | None, metrics_port: int) -> None:
     """Run a TaskManager daemon: one worker process per slot."""
     from taskmanager.executor import run as run_tm
 
     if slots < 1:
         raise click.BadParameter(f"must be >= 1, got {slots}", param_hint="--slots")
     try:
-        run_tm(_jm(jm), slots, host, port, advertised_host, heartbeat_interval, state_backend, tmp_dir)
+        run_tm(_jm(jm), slots, host, port, advertised_host, heartbeat_interval, state_backend, tmp_dir,
+               None if metrics_port < 0 else metrics_port)
     except OSError as e:
         raise click.ClickException(str(e)) from None
 

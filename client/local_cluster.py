@@ -46,6 +46,7 @@ class LocalCluster:
     checkpoints_dir: str | None = None
     jobmanager: subprocess.Popen[bytes] | None = None
     taskmanager_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    metrics_ports: list[int] = field(default_factory=list)
     address: str = ""
 
     def _popen(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
@@ -96,9 +97,12 @@ class LocalCluster:
         return self.jobmanager
 
     def add_taskmanager(self, slots: int | None = None, name: str | None = None) -> subprocess.Popen[bytes]:
+        metrics_port = free_port(self.host)
+        self.metrics_ports.append(metrics_port)
         p = self._popen(
             ["taskmanager", "--jobmanager", self.address, "--host", self.host,
-             "--slots", str(slots or self.slots), "--heartbeat-interval", str(self.heartbeat_interval)],
+             "--slots", str(slots or self.slots), "--heartbeat-interval", str(self.heartbeat_interval),
+             "--metrics-port", str(metrics_port)],
             name or f"taskmanager-{len(self.taskmanager_procs)}",
         )
         self.taskmanager_procs.append(p)

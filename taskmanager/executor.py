@@ -55,7 +55,9 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         heartbeat_interval: float = 1.0,
         state_backend: str = "hashmap",
         tmp_dir: str | None = None,
+        metrics_port: int | None = None,
     ) -> None:
+        self.metrics_port = metrics_port
         if state_backend not in ("hashmap", "rocksdb"):
             raise ValueError(f"unknown state backend {state_backend!r}: use hashmap or rocksdb")
         self.state_backend = state_backend
@@ -70,6 +72,7 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         self.id = f"tm-{uuid.uuid4().hex[:8]}"
         self.slots = [Slot(i) for i in range(slots)]
         self.metrics: dict[tuple[str, str, int], TaskMetric] = {}
+        self.snapshots: dict[tuple[str, str, int], dict[str, Any]] = {}  # latest per running subtask (/metrics)
         self.registered = False
         self.jobmanager_id: str | None = None
         self._stopping = False
@@ -138,8 +141,10 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
                     loop = asyncio.get_running_loop()
                     loop.create_task(self._report_checkpoint(ex, v, s, cid, ok, state, reason))
                 elif msg[0] == "metrics":
-                    for ex, v, s, rin, rout in msg[1]:
+                    for ex, v, s, rin, rout, snapshot in msg[1]:
                         self.metrics[(ex, v, s)] = TaskMetric(ex, v, s, rin, rout)
+                        if snapshot is not None:
+                            self.snapshots[(ex, v, s)] = snapshot
                 elif msg[0] == "canceled":
                     for fut in self._cancel_waiters.pop(f"{slot.index if slot else -1}:{msg[1]}", []):
                         if not fut.done():
@@ -229,6 +234,8 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
             live = {k for s in self.slots for k in s.tasks}
             for k in [k for k in self.metrics if k not in live]:
                 del self.metrics[k]
+            for k in [k for k in self.snapshots if k not in live]:
+                del self.snapshots[k]
 
     # ---- gRPC service ----
     async def DeployTasks(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
@@ -285,6 +292,19 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         self.address = f"{self.advertised_host}:{bound}"
         await self._server.start()
         self._jm_channel = grpc.aio.insecure_channel(self.jobmanager, options=GRPC_OPTIONS)
+        if self.metrics_port is not None:
+            from taskmanager.metrics import TaskManagerCollector, serve
+
+            collector = TaskManagerCollector(
+                lambda: dict(self.snapshots),
+                lambda: (len(self.slots), sum(1 for s in self.slots if not s.tasks)),
+            )
+            try:
+                serve(self.host, self.metrics_port, collector)
+            except OSError as e:
+                raise OSError(f"cannot serve metrics on {self.host}:{self.metrics_port}: {e}; pick another "
+                              "--metrics-port") from e
+            log.info("metrics at http://%s:%d/metrics", self.advertised_host, self.metrics_port)
         for slot in self.slots:
             await self._spawn(slot)
         await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in self.slots)), 60)
@@ -324,7 +344,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def run(jobmanager: str, slots: int, host: str, port: int, advertised_host: str | None,
-        heartbeat_interval: float, state_backend: str = "hashmap", tmp_dir: str | None = None) -> None:
+        heartbeat_interval: float, state_backend: str = "hashmap", tmp_dir: str | None = None,
+        metrics_port: int | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s taskmanager %(levelname)s %(message)s")
-    te = TaskExecutor(jobmanager, slots, host, port, advertised_host, heartbeat_interval, state_backend, tmp_dir)
+    te = TaskExecutor(jobmanager, slots, host, port, advertised_host, heartbeat_interval, state_backend, tmp_dir,
+                      metrics_port)
     asyncio.run(te.serve_forever())

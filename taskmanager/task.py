@@ -67,6 +67,8 @@ class UpstreamFailure(Exception):
 class TaskCounters:
     records_in: int = 0
     records_out: int = 0
+    bytes_in: int = 0
+    busy_seconds: float = 0.0
 
 
 class StreamTask:
@@ -113,6 +115,7 @@ class StreamTask:
         self.channel_wm: list[int] = []
         self.channel_idle: list[bool] = []
         self.input_wm = MIN_TIME
+        self.output_wm = MIN_TIME
         self.idle_out = False
         self._pending_wm: int | None = None
         self._pending_status: bool | None = None
@@ -328,6 +331,8 @@ class StreamTask:
         if self._pending_wm is not None or self._pending_status is not None:
             wm, self._pending_wm = self._pending_wm, None
             status, self._pending_status = self._pending_status, None
+            if wm is not None:
+                self.output_wm = wm
             for w in self.writers:
                 if status is False:
                     await w.broadcast_event(("idle", False))
@@ -416,12 +421,14 @@ class StreamTask:
         last_flush = time.monotonic()
         try:
             while True:
+                t0 = time.perf_counter()
                 batch = reader.poll(self.buffer_records)
                 if batch is None:
                     break
                 if batch:
                     counters.records_in += len(batch)
                     head(batch, None)
+                counters.busy_seconds += time.perf_counter() - t0
                 if pts._heap:
                     pts.run_due()
                 while not self.mailbox.empty():  # checkpoint triggers and notifications
@@ -463,9 +470,11 @@ class StreamTask:
                     item = await mailbox.get()
             else:
                 item = mailbox.get_nowait()
+            t0 = time.perf_counter()
             self._handle(item)
             if pts._heap:
                 pts.run_due()
+            self.counters.busy_seconds += time.perf_counter() - t0
             force = timeout == 0
             await self._after_batch(force)
             if force:
@@ -478,6 +487,8 @@ class StreamTask:
             self.backlog.append(item)
             return
         if kind in _DATA_KINDS:
+            if kind == M_DATA:
+                self.counters.bytes_in += len(payload)
             values, timestamps = pickle.loads(payload) if kind == M_DATA else payload
             self.counters.records_in += len(values)
             self._inputs[self.channel_input[idx]](values, timestamps)
@@ -601,6 +612,39 @@ class StreamTask:
         for op in self.operators:
             if isinstance(op, CollectOperator):
                 await op.finish()
+
+    def metric_snapshot(self) -> dict[str, Any]:
+        """What the TaskManager's /metrics shows of this subtask (cheap: read once per scrape interval)."""
+        channels = [ch for w in self.writers for ch in w.channels]
+        pending = sum(w.pending for w in self.writers)
+        capacity = max(1, self.buffer_records * len(channels))
+        timers = late = entries = 0
+        for op in self.operators:
+            t = getattr(op, "timers", None)
+            if t is not None:
+                timers += t.pending
+            late += getattr(op, "late_dropped", 0)
+        for b in self.backends:
+            tables = getattr(b, "tables", None)
+            if isinstance(tables, dict):
+                entries += sum(len(t) for t in tables.values() if isinstance(t, dict))
+        return {
+            "job": self.d.job_id,
+            "task": self.vertex.name,
+            "subtask": self.d.subtask,
+            "records_in": self.counters.records_in,
+            "records_out": self.records_out(),
+            "bytes_in": self.counters.bytes_in,
+            "bytes_out": sum(getattr(ch, "bytes_out", 0) for ch in channels),
+            "busy_seconds": self.counters.busy_seconds,
+            "backpressured_seconds": sum(ch.credit.waited for ch in channels if hasattr(ch, "credit")),
+            "output_buffer_usage": min(1.0, pending / capacity),
+            "input_watermark": self.input_wm,
+            "output_watermark": self.output_wm,
+            "timers_pending": timers,
+            "late_records_dropped": late,
+            "state_entries": entries,
+        }
 
     def records_out(self) -> int:
         """Records emitted downstream, or written by this task's sink."""

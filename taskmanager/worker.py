@@ -99,7 +99,8 @@ class Worker:
                 log.error("slot %d: TaskManager (pid %d) is gone; exiting", self.slot, self.parent_pid)
                 os._exit(1)
             rows = [
-                (k[0], k[1], k[2], t.counters.records_in, t.records_out()) for k, (t, _) in self.tasks.items()
+                (k[0], k[1], k[2], t.counters.records_in, t.records_out(), t.metric_snapshot())
+                for k, (t, _) in self.tasks.items()
             ]
             if rows:
                 self.send(("metrics", rows))
@@ -149,7 +150,7 @@ class Worker:
         try:
             await task.run()
         finally:
-            self.send(("metrics", [(*key, task.counters.records_in, task.records_out())]))
+            self.send(("metrics", [(*key, task.counters.records_in, task.records_out(), None)]))
             self.tasks.pop(key, None)
 
     def _pusher(self, d: TaskDeployment) -> Any:

@@ -9,6 +9,7 @@ buffers per channel are ever in flight or queued.
 from __future__ import annotations
 
 import asyncio
+import time
 
 
 class ChannelClosedError(Exception):
@@ -18,10 +19,11 @@ class ChannelClosedError(Exception):
 class SenderCredit:
     """Credits a sender holds for one channel."""
 
-    __slots__ = ("available", "bound", "_waiter", "_error")
+    __slots__ = ("available", "bound", "_waiter", "_error", "waited")
 
     def __init__(self) -> None:
         self.available = 0
+        self.waited = 0.0  # seconds spent without credit: backpressure
         self.bound = False  # the receiver has granted credit at least once: the channel is bound to its consumer
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
@@ -64,12 +66,18 @@ class SenderCredit:
 
     async def spend(self) -> None:
         """Spend one credit, waiting for a grant when there is none (this is where backpressure bites)."""
-        while not self.try_spend():
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        if self.try_spend():
+            return
+        t0 = time.perf_counter()
+        try:
+            while not self.try_spend():
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+        finally:
+            self.waited += time.perf_counter() - t0
 
 
 class ReceiverCredit:
