@@ -187,7 +187,7 @@ def _run_w3_rocksdb(records: int, checkpoint_dir: str | None, verbose: bool) -> 
     with tempfile.TemporaryDirectory(prefix="weir-bench-logs-") as tmp:
         log_dir = _log_dir(tmp, verbose)
         try:
-            with LocalCluster(taskmanagers=1, slots=1, quiet=True, log_dir=log_dir) as cluster:
+            with LocalCluster(taskmanagers=1, slots=1, quiet=not verbose, log_dir=log_dir) as cluster:
                 previous = get_context()
                 set_context(ExecutionContext(jobmanager_address=cluster.address))
                 jm = JobManagerClient(cluster.address)
@@ -312,7 +312,7 @@ def _recovery_trial(verbose: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="weir-bench-recovery-") as tmp:
         log_dir = _log_dir(tmp, verbose)
         cluster = LocalCluster(taskmanagers=3, slots=1, heartbeat_timeout=RECOVERY_HEARTBEAT_TIMEOUT_S,
-                               heartbeat_interval=RECOVERY_HEARTBEAT_INTERVAL_S, quiet=True, log_dir=log_dir)
+                               heartbeat_interval=RECOVERY_HEARTBEAT_INTERVAL_S, quiet=not verbose, log_dir=log_dir)
         try:
             cluster.start()
             pids = _cluster_pids(cluster)

@@ -273,8 +273,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {w.name}: {w.description}; net runtime {r.net_runtime_s:.3f} s, "
               f"baseline {r.baseline_seconds:.3f} s{target}", flush=True)
 
+    text = markdown(results, info, mode)
+    if not wanted:  # the whole suite: checkpoint overhead, incremental size and recovery time too
+        from benchmarks import checkpoints
+
+        figures = checkpoints.run(args.quick, verbose=args.verbose)
+        failed = failed or any("error" in f for f in figures)
+        text += "\n## Checkpoints and recovery (`python -m benchmarks.checkpoints`)\n\n"
+        text += "".join(f"- {' '.join(f'{k}={v}' for k, v in f.items())}\n" for f in figures)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(markdown(results, info, mode))
+    args.output.write_text(text)
     print(f"results written to {args.output}", flush=True)
     return 1 if failed else 0
 

@@ -337,10 +337,7 @@ class Dispatcher:
         failed = [(a, r) for a, r in zip(addrs, results, strict=True) if isinstance(r, BaseException)]
         for addr, _ in failed:
             # a broken connection declares the TaskManager lost now, not at its heartbeat timeout
-            for tm in list(self.registry.taskmanagers.values()):
-                if tm.address == addr:
-                    self.registry.remove(tm.id)
-                    log.error("TaskManager %s (%s) is unreachable: declared lost", tm.id, addr)
+            self._lost_by_address(addr, "a deployment to it failed")
         if failed and job.state == "RUNNING":
             await self._fail(job, f"deployment to TaskManager {failed[0][0]} failed: {failed[0][1]}",
                              skip_tm=failed[0][0])
@@ -513,8 +510,18 @@ class Dispatcher:
             *(self.gateway.cancel(a, job.execution_id) for a in addrs), return_exceptions=True
         )
         for a, r in zip(addrs, results, strict=True):
-            if isinstance(r, Exception):
+            if isinstance(r, ConnectionError):
+                # a refused connection declares the TaskManager lost now, not at its heartbeat timeout, so the
+                # restart does not try to deploy onto it
+                self._lost_by_address(a, "its RPC endpoint refused the connection")
+            elif isinstance(r, Exception):
                 log.warning("cancel of %s on %s failed: %s", job.execution_id, a, r)
+
+    def _lost_by_address(self, address: str, reason: str) -> None:
+        for tm in list(self.registry.taskmanagers.values()):
+            if tm.address == address:
+                self.registry.remove(tm.id)
+                log.error("TaskManager %s (%s) declared lost: %s", tm.id, address, reason)
 
     async def _fail(self, job: Job, cause: str, skip_tm: str | None = None) -> None:
         """Fail the current execution at once; restart it if the restart strategy allows, else fail the job.

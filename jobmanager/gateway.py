@@ -30,8 +30,13 @@ class GrpcTaskManagerGateway:
             raise ConnectionError(f"TaskManager at {address}: {e.code().name} {e.details()}") from e
 
     async def cancel(self, address: str, execution_id: str) -> None:
-        await self._stub(address).CancelExecution(weir_pb2.CancelExecutionRequest(execution_id=execution_id),
-                                                  timeout=15)
+        try:
+            await self._stub(address).CancelExecution(weir_pb2.CancelExecutionRequest(execution_id=execution_id),
+                                                      timeout=15)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                raise ConnectionError(f"TaskManager at {address} is unreachable: {e.details()}") from e
+            raise
 
     async def checkpoint_control(self, address: str, execution_id: str, kind: str, checkpoint_id: int,
                                  savepoint_target: str = "") -> None:
