@@ -203,7 +203,7 @@ def cluster_start(taskmanagers: int, slots: int, port: int, log_dir: str | None)
     except Exception as e:  # noqa: BLE001 - report any start failure as a CLI error
         raise click.ClickException(f"the local cluster did not start: {e}") from None
     c.save_state()
-    click.echo(f"JobManager at {c.address}")
+    click.echo(f"JobManager at {c.address}, REST API and /metrics at http://{c.rest_address}")
     for name, pid in c.pids.items():
         click.echo(f"  {name}: pid {pid}")
     for i, port in enumerate(c.metrics_ports):
@@ -235,15 +235,20 @@ def cluster_stop() -> None:
 @click.option("--savepoints-dir", default=None, help="default savepoint directory (default $WEIR_HOME/savepoints)")
 @click.option("--ha-dir", default=None,
               help="high-availability.storageDir: keep jobs and checkpoint pointers there and resume them on restart")
+@click.option("--rest-port", type=int, default=8081, show_default=True,
+              help="port of the REST API and Prometheus /metrics, on --host (0: any free)")
+@click.option("--rest-token", envvar="WEIR_REST_TOKEN", default=None, show_envvar=True,
+              help="token the REST API's cancel and savepoint requests must send as 'Authorization: Bearer TOKEN' "
+                   "(prefer the environment variable: arguments are visible to other users)")
 def jobmanager(host: str, port: int, advertised_host: str | None, heartbeat_timeout: float,
                slot_request_timeout: float, checkpoints_dir: str | None, savepoints_dir: str | None,
-               ha_dir: str | None) -> None:
+               ha_dir: str | None, rest_port: int, rest_token: str | None) -> None:
     """Run the JobManager daemon."""
     from jobmanager.daemon import run as run_jm
 
     try:
         run_jm(host, port, advertised_host, heartbeat_timeout, slot_request_timeout, checkpoints_dir, savepoints_dir,
-               ha_dir)
+               ha_dir, rest_port, rest_token)
     except OSError as e:
         raise click.ClickException(str(e)) from None
 

@@ -48,6 +48,12 @@ class LocalCluster:
     taskmanager_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     metrics_ports: list[int] = field(default_factory=list)
     address: str = ""
+    rest_port: int = 0  # the JobManager's REST port (0: a free one, picked at start)
+
+    @property
+    def rest_address(self) -> str:
+        """HOST:PORT of the JobManager's REST API and /metrics."""
+        return f"{self.host}:{self.rest_port}"
 
     def _popen(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         out: int | object = None
@@ -73,6 +79,8 @@ class LocalCluster:
 
     def start(self, timeout: float = 60.0) -> str:
         self.port = self.port or free_port(self.host)
+        while not self.rest_port or self.rest_port == self.port:
+            self.rest_port = free_port(self.host)
         self.address = f"{self.host}:{self.port}"
         self.start_jobmanager()
         for i in range(self.taskmanagers):
@@ -86,7 +94,7 @@ class LocalCluster:
 
     def start_jobmanager(self) -> subprocess.Popen[bytes]:
         """(Re)start the JobManager on the cluster's address (after a kill, with the same HA directory)."""
-        args = ["jobmanager", "--host", self.host, "--port", str(self.port),
+        args = ["jobmanager", "--host", self.host, "--port", str(self.port), "--rest-port", str(self.rest_port),
                 "--heartbeat-timeout", str(self.heartbeat_timeout),
                 "--slot-request-timeout", str(self.slot_request_timeout)]
         if self.ha_dir:

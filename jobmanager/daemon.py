@@ -13,6 +13,7 @@ import grpc
 from jobmanager.dispatcher import Dispatcher
 from jobmanager.gateway import GrpcTaskManagerGateway
 from jobmanager.registry import TaskManagerRegistry
+from jobmanager.rest import JobManagerRest
 from jobmanager.service import JobManagerService
 from weir.rpc import GRPC_OPTIONS, weir_pb2_grpc
 
@@ -30,6 +31,8 @@ class JobManager:
         checkpoints_dir: str | None = None,
         savepoints_dir: str | None = None,
         ha_dir: str | None = None,
+        rest_port: int = 8081,
+        rest_token: str | None = None,
     ) -> None:
         self.ha_dir = ha_dir
         self.checkpoints_dir = checkpoints_dir
@@ -44,6 +47,9 @@ class JobManager:
         self.dispatcher: Dispatcher | None = None
         self.slot_request_timeout = slot_request_timeout
         self.address = ""
+        self.rest_port = rest_port  # 0: any free port; the bound one is self.rest.port
+        self.rest_token = rest_token or None  # when set, REST cancel and savepoint need "Authorization: Bearer"
+        self.rest: JobManagerRest | None = None
 
     async def start(self) -> None:
         self.server = grpc.aio.server(options=GRPC_OPTIONS)
@@ -63,6 +69,8 @@ class JobManager:
             self.dispatcher.ha = HAStore(checkpoint_storage_for(self.ha_dir))
             recovered = await asyncio.to_thread(self.dispatcher.ha.recover)
             self.dispatcher.recover(recovered)
+        self.rest = JobManagerRest(self, self.host, self.rest_port, self.rest_token)
+        await self.rest.start()
         weir_pb2_grpc.add_JobManagerServiceServicer_to_server(JobManagerService(self.dispatcher, self.id), self.server)
         await self.server.start()
         self._loop_task = asyncio.get_running_loop().create_task(self.dispatcher.run(self.heartbeat_timeout))
@@ -74,16 +82,19 @@ class JobManager:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("weir JobManager %s listening on %s (pid %d)", self.id, self.address, os.getpid())
+        assert self.rest is not None
+        log.info("weir JobManager REST API and /metrics on http://%s", self.rest.address)
         await stop.wait()
         self._loop_task.cancel()
+        await self.rest.close()
         await self.server.stop(1)
         await self.gateway.close()
 
 
 def run(host: str, port: int, advertised_host: str | None, heartbeat_timeout: float,
         slot_request_timeout: float, checkpoints_dir: str | None = None, savepoints_dir: str | None = None,
-        ha_dir: str | None = None) -> None:
+        ha_dir: str | None = None, rest_port: int = 8081, rest_token: str | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s jobmanager %(levelname)s %(message)s")
     jm = JobManager(host, port, advertised_host, heartbeat_timeout, slot_request_timeout, checkpoints_dir,
-                    savepoints_dir, ha_dir)
+                    savepoints_dir, ha_dir, rest_port, rest_token)
     asyncio.run(jm.serve_forever())

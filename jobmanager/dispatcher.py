@@ -17,6 +17,7 @@ import os
 import pickle
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -113,6 +114,9 @@ class Job:
     last_failure: str = ""
     final_commit_sent: bool = False
     savepoint_waiters: dict[int, asyncio.Future[str]] = field(default_factory=dict)
+    checkpoint_durations: dict[int, float] = field(default_factory=dict)  # retained checkpoints only, seconds
+    # (unix time, cause, restarted) of the last failures, oldest first
+    failure_history: deque[tuple[float, str, bool]] = field(default_factory=lambda: deque(maxlen=16))
 
     def info(self) -> JobInfo:
         vertices = []
@@ -487,6 +491,9 @@ class Dispatcher:
         job.completed.append(md)
         subsumed = job.completed[: -job.checkpoint_config.retained]
         job.completed = job.completed[-job.checkpoint_config.retained:]
+        job.checkpoint_durations[cc.checkpoint_id] = cc.completed_at - cc.triggered_at
+        for old in subsumed:
+            job.checkpoint_durations.pop(old.checkpoint_id, None)
         try:
             await self._persist_checkpoints(job)  # before anything is discarded: the HA copy must stay valid
         except Exception as e:  # noqa: BLE001
@@ -533,6 +540,7 @@ class Dispatcher:
             job.coordinator.stop()
         delay = job.restart.on_failure(time.time()) if job.restart is not None else None
         job.last_failure = cause
+        job.failure_history.append((time.time(), cause, delay is not None))
         if delay is None:
             job.failure_cause = cause
             job.state = "FAILED"

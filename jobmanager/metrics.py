@@ -16,20 +16,18 @@ the hot paths:
 
 ``job`` is the job id. Scrapes must run in the JobManager's event loop thread (the Dispatcher is not locked).
 
-``JobEvents`` keeps the two facts the Dispatcher does not record: how long each retained checkpoint took (the
-metadata holds the completion time only) and when each failure happened. It observes the Dispatcher's
-checkpoint-completion and failure steps (``Dispatcher._completed`` and ``Dispatcher._fail``) by wrapping them on the
-instance; if those steps move, it logs a warning and the REST API and metrics go without those values.
+``JobEvents`` reads what the Dispatcher records on each Job besides its state: how long each retained checkpoint
+took and when each failure happened.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -62,58 +60,30 @@ class Failure:
 
 
 class JobEvents:
-    """Checkpoint durations and failure times per job, recorded as the Dispatcher completes checkpoints and fails
-    executions (see the module docstring). Bounded: durations of retained checkpoints only, the last
-    ``max_failures`` failures of each job."""
+    """Checkpoint durations and failure times per job, as the Dispatcher records them on each Job."""
 
     def __init__(self, max_failures: int = 16) -> None:
         self.max_failures = max_failures
-        self.durations: dict[str, dict[int, float]] = {}  # job id -> checkpoint id -> seconds
-        self.failures: dict[str, deque[Failure]] = {}
+        self.dispatcher: Dispatcher | None = None
         self.attached = False
 
     def attach(self, dispatcher: Dispatcher) -> None:
-        completed = getattr(dispatcher, "_completed", None)
-        fail = getattr(dispatcher, "_fail", None)
-        if completed is None or fail is None:
-            log.warning("the Dispatcher has no _completed/_fail step to observe: checkpoint durations and failure "
-                        "times will be missing from the REST API and the metrics")
-            return
-
-        async def observed_completed(job: Job, cc: Any, *args: Any, **kwargs: Any) -> None:
-            await completed(job, cc, *args, **kwargs)
-            self.checkpoint_completed(job, cc.checkpoint_id, cc.completed_at - cc.triggered_at, cc.savepoint)
-
-        async def observed_fail(job: Job, *args: Any, **kwargs: Any) -> None:
-            now = time.time()
-            await fail(job, *args, **kwargs)
-            self.failed(job, now)
-
-        dispatcher._completed = observed_completed  # type: ignore[method-assign]
-        dispatcher._fail = observed_fail  # type: ignore[method-assign]
+        self.dispatcher = dispatcher
         self.attached = True
 
-    def checkpoint_completed(self, job: Job, checkpoint_id: int, seconds: float, savepoint: str | None) -> None:
-        if savepoint is not None:
-            return
-        retained = {md.checkpoint_id for md in job.completed}
-        if checkpoint_id not in retained:
-            return  # its metadata could not be written: it did not happen
-        durations = self.durations.setdefault(job.job_id, {})
-        durations[checkpoint_id] = seconds
-        for cid in [c for c in durations if c not in retained]:
-            del durations[cid]
-
-    def failed(self, job: Job, timestamp: float) -> None:
-        self.failures.setdefault(job.job_id, deque(maxlen=self.max_failures)).append(
-            Failure(timestamp, job.last_failure, job.state == "RESTARTING"))
+    def _job(self, job_id: str) -> Job | None:
+        return self.dispatcher.jobs.get(job_id) if self.dispatcher is not None else None
 
     def duration(self, job_id: str, checkpoint_id: int) -> float | None:
-        return self.durations.get(job_id, {}).get(checkpoint_id)
+        job = self._job(job_id)
+        return None if job is None else job.checkpoint_durations.get(checkpoint_id)
 
     def history(self, job_id: str) -> list[Failure]:
         """The job's recorded failures, oldest first."""
-        return list(self.failures.get(job_id, ()))
+        job = self._job(job_id)
+        if job is None:
+            return []
+        return [Failure(t, cause, restarted) for t, cause, restarted in list(job.failure_history)[-self.max_failures:]]
 
 
 class JobManagerCollector(Collector):

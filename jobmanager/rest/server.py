@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import re
@@ -36,7 +37,7 @@ IDLE_TIMEOUT = 60.0
 MAX_CONNECTIONS = 256
 MAX_REQUESTS_PER_CONNECTION = 10_000
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token, used with fullmatch
 JSON_TYPE = "application/json; charset=utf-8"
 
 
@@ -191,6 +192,7 @@ class RestServer:
         self.max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @property
     def address(self) -> str:
@@ -202,12 +204,14 @@ class RestServer:
             self._server = await asyncio.start_server(self._accept, self.host, self.port,
                                                       limit=self.max_head_bytes)
         except OSError as e:
-            raise OSError(e.errno, f"cannot bind the JobManager's REST port {self.host}:{self.port} ({e.strerror}): "
-                                   "is another JobManager running? Pick another with --rest-port.") from e
+            why = "the address is in use" if e.errno == errno.EADDRINUSE else str(e)
+            raise OSError(f"cannot bind the JobManager's REST port {self.host}:{self.port} ({why}): is another "
+                          "JobManager running? Pick another with --rest-port.") from e
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
         """Stop accepting, end open connections (in-flight handlers are cancelled) and wait for them."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
         tasks = list(self._connections)
@@ -223,7 +227,8 @@ class RestServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._connections) >= self.max_connections:
-            await self._send(writer, error_response(503, "too many open connections; try again later"), False)
+            with contextlib.suppress(ConnectionError):
+                await self._send(writer, error_response(503, "too many open connections; try again later"), False)
             await self._close_writer(writer)
             return
         self._connections.add(task)
@@ -231,6 +236,10 @@ class RestServer:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # cancelled by close(): end normally (Python 3.11's stream callback would log a cancelled task)
         finally:
             self._connections.discard(task)
             await self._close_writer(writer)
@@ -250,12 +259,25 @@ class RestServer:
                 request = await self._parse(head, reader)
             except _CloseAfter as e:
                 await self._send(writer, error_response(e.error.status, e.error.message, e.error.headers), False)
+                await self._linger(reader, writer)
                 return
             keep_alive = self._keep_alive(request) and n + 1 < MAX_REQUESTS_PER_CONNECTION
             response = await self._dispatch(request)
             await self._send(writer, response, keep_alive)
             if not keep_alive:
                 return
+
+    @staticmethod
+    async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seconds: float = 1.0) -> None:
+        """Before closing on a request we did not read whole: half-close and drop what the client still sends for
+        a moment. Closing with unread input makes the kernel reset the connection, and the client could lose
+        the error answer."""
+        with contextlib.suppress(Exception):
+            if writer.can_write_eof():
+                writer.write_eof()
+            async with asyncio.timeout(seconds):
+                while await reader.read(65536):
+                    pass
 
     async def _read_head(self, reader: asyncio.StreamReader, timeout: float) -> bytes | None:
         """The next request's head, or None when the client closed or sent no complete head within ``timeout``
@@ -278,7 +300,7 @@ class RestServer:
     async def _parse(self, head: bytes, reader: asyncio.StreamReader) -> Request:
         lines = head.decode("latin-1")[:-4].split("\r\n")
         parts = lines[0].split(" ")
-        if len(parts) != 3 or not _TOKEN.match(parts[0]) or not parts[1]:
+        if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
             raise _CloseAfter(HTTPError(400, f"malformed request line: {lines[0][:200]!r}"))
         method, target, version = parts
         if not re.fullmatch(r"HTTP/\d\.\d", version):
@@ -290,7 +312,7 @@ class RestServer:
         headers: dict[str, str] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
-            if not sep or not _TOKEN.match(name):
+            if not sep or not _TOKEN.fullmatch(name):
                 raise _CloseAfter(HTTPError(400, f"malformed header line: {line[:200]!r}"))
             key, value = name.lower(), value.strip(" \t")
             if key == "content-length" and key in headers and headers[key] != value:
@@ -313,7 +335,8 @@ class RestServer:
                 async with asyncio.timeout(self.read_timeout):
                     body = await reader.readexactly(length)
             except TimeoutError:
-                raise _CloseAfter(HTTPError(408, f"the request body did not arrive within {self.read_timeout:g} s"))
+                raise _CloseAfter(HTTPError(408, f"the request body did not arrive within {self.read_timeout:g} s")
+                                  ) from None
         path, _, query = target.partition("?")
         return Request(method, path, parse_qs(query, keep_blank_values=True), headers, body, version)
 
