@@ -203,7 +203,8 @@ def cluster_start(taskmanagers: int, slots: int, port: int, log_dir: str | None)
     except Exception as e:  # noqa: BLE001 - report any start failure as a CLI error
         raise click.ClickException(f"the local cluster did not start: {e}") from None
     c.save_state()
-    click.echo(f"JobManager at {c.address}, REST API and /metrics at http://{c.rest_address}")
+    click.echo(f"JobManager at {c.address}")
+    click.echo(f"  REST API, dashboard data and /metrics: http://{c.rest_address}")
     for name, pid in c.pids.items():
         click.echo(f"  {name}: pid {pid}")
     for i, port in enumerate(c.metrics_ports):
