@@ -204,7 +204,7 @@ def cluster_start(taskmanagers: int, slots: int, port: int, log_dir: str | None)
         raise click.ClickException(f"the local cluster did not start: {e}") from None
     c.save_state()
     click.echo(f"JobManager at {c.address}")
-    click.echo(f"  REST API, dashboard data and /metrics: http://{c.rest_address}")
+    click.echo(f"  REST API and /metrics: http://{c.rest_address}")
     for name, pid in c.pids.items():
         click.echo(f"  {name}: pid {pid}")
     for i, port in enumerate(c.metrics_ports):
