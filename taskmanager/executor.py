@@ -281,6 +281,8 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
     # ---- lifecycle ----
     async def start(self) -> None:
         # the slots' local disk: RocksDB state of running tasks; removed when the TaskManager stops
+        if self.tmp_dir:
+            os.makedirs(self.tmp_dir, exist_ok=True)
         self._local_root = tempfile.mkdtemp(prefix=f"weir-{self.id}-", dir=self.tmp_dir)
         self._control_server = await asyncio.start_server(self._control, "127.0.0.1", 0)
         self._control_address = f"127.0.0.1:{self._control_server.sockets[0].getsockname()[1]}"
