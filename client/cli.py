@@ -13,10 +13,12 @@ from typing import Any
 import click
 
 from client.gateway import JobManagerClient, JobManagerError, JobManagerUnreachableError
+from weir import config as wconfig
 from weir.datastream.execution import ExecutionContext, JobExecutionException, set_context
 from weir.rpc.convert import JobInfo
 
 JM_HELP = "JobManager address HOST:PORT (default: $WEIR_JOBMANAGER)"
+CONFIG_HELP = "the YAML configuration file (default: $WEIR_CONF_DIR/config.yaml, if WEIR_CONF_DIR is set)"
 
 
 def _jm(address: str | None) -> str:
@@ -28,6 +30,79 @@ def _jm(address: str | None) -> str:
 
 def _client(address: str | None) -> JobManagerClient:
     return JobManagerClient(_jm(address))
+
+
+def config_options(f: Any) -> Any:
+    """--config PATH and -D KEY=VALUE, on every command that starts something."""
+    f = click.option("-D", "dynamic", multiple=True, metavar="KEY=VALUE",
+                     help="set a configuration key, over the file and the environment (repeatable)")(f)
+    return click.option("--config", "config_file", default=None, metavar="PATH", help=CONFIG_HELP)(f)
+
+
+def _load_config(config_file: str | None, dynamic: tuple[str, ...] = (),
+                 flags: dict[str, tuple[str, Any]] | None = None, starting: bool = True) -> wconfig.Config:
+    """The effective configuration; an invalid one is a CLI error (exit code 1) before anything starts."""
+    try:
+        return wconfig.load(config_file, flags=flags, dynamic=dynamic)
+    except wconfig.ConfigError as e:
+        lines = "\n".join(f"  {p}" for p in e.problems)
+        raise click.ClickException(f"invalid configuration{', nothing started' if starting else ''}:\n{lines}") \
+            from None
+
+
+def _secs(seconds: float | None) -> str | None:
+    """A seconds flag (--heartbeat-timeout 2.5) as a duration the configuration reads."""
+    return None if seconds is None else f"{seconds!r} s"
+
+
+def _str(cfg: wconfig.Config, key: str) -> str:
+    v = cfg.get_str(key)
+    assert v is not None, key
+    return v
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def _announce(cfg: wconfig.Config, daemon: str) -> None:
+    """Print the settings that are not defaults, and where they came from (secrets masked)."""
+    click.echo(f"weir {daemon}: configuration file: {cfg.file or 'none'}", err=True)
+    for s in cfg.settings():
+        if s.origin != "default":
+            click.echo(f"  {s.key} = {cfg.shown(s.key)}  ({s.source})", err=True)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"weir: warning: {message}", err=True)
+
+
+def _check_advertised(cfg: wconfig.Config, bind_key: str, advertised_key: str) -> None:
+    if cfg.get_str(advertised_key) is None and _str(cfg, bind_key) in ("0.0.0.0", "::", "[::]"):
+        _warn(f"{bind_key} is {cfg.get_str(bind_key)} and {advertised_key} is unset: other hosts are told to "
+              f"connect to {cfg.get_str(bind_key)}; set {advertised_key} to an address they can reach")
+
+
+# Keys a local cluster (loopback, free ports picked per daemon) does not take from the configuration.
+_LOCAL_CLUSTER_IGNORES = ("jobmanager.rpc.address", "jobmanager.bind-host", "rest.address", "rest.bind-address",
+                          "taskmanager.host", "taskmanager.bind-host", "taskmanager.rpc.port", "metrics.port",
+                          "jobmanager.rpc.port", "rest.port")
+
+
+def _export_for_local_cluster(cfg: wconfig.Config, applied: tuple[str, ...] = ()) -> None:
+    """Hand the configuration to a local cluster's daemons (child processes) as environment overrides."""
+    ignored = []
+    for s in cfg.settings():
+        env_var = wconfig.KEYS[s.key].env_var
+        if s.key in _LOCAL_CLUSTER_IGNORES:
+            os.environ.pop(env_var, None)
+            if s.origin != "default" and s.key not in applied:
+                ignored.append(f"{s.key} ({s.source})")
+        elif s.origin in ("file", "flag"):
+            os.environ[env_var] = cfg.raw(s.key)
+    os.environ.pop(wconfig.CONF_DIR_ENV, None)  # the file's keys are in the environment now
+    if ignored:
+        _warn("a local cluster runs on loopback with ports of its own; ignored: " + ", ".join(ignored))
 
 
 def _fmt_time(t: float) -> str:
@@ -64,9 +139,16 @@ def main() -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(jobmanager: str | None, parallelism: int | None, detached: bool, savepoint: str | None,
         allow_non_restored: bool, job_file: str, args: tuple[str, ...]) -> None:
-    """Run JOB_FILE, a Python file that builds a job and calls env.execute()."""
+    """Run JOB_FILE, a Python file that builds a job and calls env.execute().
+
+    Without a JobManager, a local cluster runs the job, configured by $WEIR_CONF_DIR/config.yaml and WEIR_*
+    environment overrides (no --config here: options after JOB_FILE are read too, and a job's own --config is
+    common).
+    """
     if parallelism is not None and parallelism < 1:
         raise click.BadParameter(f"must be >= 1, got {parallelism}", param_hint="-p")
+    if not (jobmanager or os.environ.get("WEIR_JOBMANAGER")):  # a local cluster will run the job
+        _export_for_local_cluster(_load_config(None))
     ctx = ExecutionContext(
         jobmanager_address=jobmanager or os.environ.get("WEIR_JOBMANAGER"),
         parallelism=parallelism,
@@ -188,16 +270,30 @@ def cluster() -> None:
 
 @cluster.command("start")
 @click.option("--taskmanagers", "-n", type=int, default=2, show_default=True)
-@click.option("--slots", "-s", type=int, default=2, show_default=True, help="slots per TaskManager")
-@click.option("--port", type=int, default=6123, show_default=True, help="JobManager RPC port (0: any free)")
+@click.option("--slots", "-s", type=int, default=None,
+              help="slots per TaskManager (taskmanager.numberOfTaskSlots when configured, else 2)")
+@click.option("--port", type=int, default=None, help="JobManager RPC port (jobmanager.rpc.port, default 6123; 0: any)")
 @click.option("--log-dir", default=None, help="daemon logs (default: $WEIR_HOME/log)")
-def cluster_start(taskmanagers: int, slots: int, port: int, log_dir: str | None) -> None:
+@config_options
+def cluster_start(taskmanagers: int, slots: int | None, port: int | None, log_dir: str | None,
+                  config_file: str | None, dynamic: tuple[str, ...]) -> None:
     from client.local_cluster import LocalCluster, state_file
 
+    slots_key = "taskmanager.numberOfTaskSlots"
+    cfg = _load_config(config_file, dynamic, {slots_key: ("--slots", slots), "jobmanager.rpc.port": ("--port", port)})
     if state_file().exists():
         raise click.ClickException(f"a local cluster is already recorded in {state_file()}: 'weir cluster stop' first")
-    c = LocalCluster(taskmanagers=taskmanagers, slots=slots, port=port, detached=True,
-                     log_dir=log_dir or str(state_file().parent / "log"))
+    c = LocalCluster(taskmanagers=taskmanagers, slots=cfg.get_int(slots_key) if cfg.is_set(slots_key) else 2,
+                     port=cfg.get_int("jobmanager.rpc.port"), detached=True,
+                     log_dir=log_dir or str(state_file().parent / "log"),
+                     heartbeat_timeout=cfg.get_seconds("heartbeat.timeout"),
+                     heartbeat_interval=cfg.get_seconds("heartbeat.interval"),
+                     slot_request_timeout=cfg.get_seconds("slot.request.timeout"),
+                     ha_dir=cfg.get_str("high-availability.storageDir"),
+                     checkpoints_dir=cfg.get_str("state.checkpoints.dir"))
+    if cfg.is_set("rest.port"):
+        c.rest_port = cfg.get_int("rest.port")
+    _export_for_local_cluster(cfg, applied=("jobmanager.rpc.port", "rest.port"))
     try:
         c.start()
     except Exception as e:  # noqa: BLE001 - report any start failure as a CLI error
@@ -224,60 +320,150 @@ def cluster_stop() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind")
-@click.option("--port", type=int, default=6123, show_default=True)
-@click.option("--advertised-host", default=None, help="address others use to reach this daemon (default: --host)")
-@click.option("--heartbeat-timeout", type=float, default=10.0, show_default=True,
-              help="seconds without a heartbeat before a TaskManager is declared lost")
-@click.option("--slot-request-timeout", type=float, default=60.0, show_default=True,
-              help="seconds a job waits for enough slots before it fails")
+@click.option("--host", default=None, help="address to bind (jobmanager.bind-host, default 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="RPC port (jobmanager.rpc.port, default 6123)")
+@click.option("--advertised-host", default=None,
+              help="address others use to reach this daemon (jobmanager.rpc.address, default: the bind address)")
+@click.option("--heartbeat-timeout", type=float, default=None,
+              help="seconds without a heartbeat before a TaskManager is declared lost (heartbeat.timeout, default 10)")
+@click.option("--slot-request-timeout", type=float, default=None,
+              help="seconds a job waits for enough slots before it fails (slot.request.timeout, default 60)")
 @click.option("--checkpoints-dir", default=None,
-              help="default state.checkpoints.dir (file:///path or s3://bucket/prefix; default $WEIR_HOME/checkpoints)")
-@click.option("--savepoints-dir", default=None, help="default savepoint directory (default $WEIR_HOME/savepoints)")
+              help="state.checkpoints.dir (file:///path or s3://bucket/prefix; default $WEIR_HOME/checkpoints)")
+@click.option("--savepoints-dir", default=None, help="state.savepoints.dir (default $WEIR_HOME/savepoints)")
 @click.option("--ha-dir", default=None,
               help="high-availability.storageDir: keep jobs and checkpoint pointers there and resume them on restart")
-@click.option("--rest-port", type=int, default=8081, show_default=True,
-              help="port of the REST API and Prometheus /metrics, on --host (0: any free)")
-@click.option("--rest-token", envvar="WEIR_REST_TOKEN", default=None, show_envvar=True,
-              help="token the REST API's cancel and savepoint requests must send as 'Authorization: Bearer TOKEN' "
-                   "(prefer the environment variable: arguments are visible to other users)")
-def jobmanager(host: str, port: int, advertised_host: str | None, heartbeat_timeout: float,
-               slot_request_timeout: float, checkpoints_dir: str | None, savepoints_dir: str | None,
-               ha_dir: str | None, rest_port: int, rest_token: str | None) -> None:
-    """Run the JobManager daemon."""
+@click.option("--rest-port", type=int, default=None,
+              help="port of the REST API and Prometheus /metrics, on the bind address (rest.port, default 8081; "
+                   "0: any free)")
+@click.option("--rest-token", default=None,
+              help="weir.rest.token: token the REST API's cancel and savepoint requests must send as "
+                   "'Authorization: Bearer TOKEN' (prefer $WEIR_REST_TOKEN: arguments are visible to other users)")
+@config_options
+def jobmanager(host: str | None, port: int | None, advertised_host: str | None, heartbeat_timeout: float | None,
+               slot_request_timeout: float | None, checkpoints_dir: str | None, savepoints_dir: str | None,
+               ha_dir: str | None, rest_port: int | None, rest_token: str | None, config_file: str | None,
+               dynamic: tuple[str, ...]) -> None:
+    """Run the JobManager daemon (configured by --config or $WEIR_CONF_DIR/config.yaml; flags win)."""
+    cfg = _load_config(config_file, dynamic, {
+        "jobmanager.bind-host": ("--host", host),
+        "jobmanager.rpc.port": ("--port", port),
+        "jobmanager.rpc.address": ("--advertised-host", advertised_host),
+        "heartbeat.timeout": ("--heartbeat-timeout", _secs(heartbeat_timeout)),
+        "slot.request.timeout": ("--slot-request-timeout", _secs(slot_request_timeout)),
+        "state.checkpoints.dir": ("--checkpoints-dir", checkpoints_dir),
+        "state.savepoints.dir": ("--savepoints-dir", savepoints_dir),
+        "high-availability.storageDir": ("--ha-dir", ha_dir),
+        "rest.port": ("--rest-port", rest_port),
+        "weir.rest.token": ("--rest-token", rest_token),
+    })
+    bind = _str(cfg, "jobmanager.bind-host")
+    rest_bind = cfg.get_str("rest.bind-address")
+    if rest_bind is not None and rest_bind != bind:
+        raise click.ClickException(
+            f"invalid configuration, nothing started:\n  rest.bind-address {rest_bind!r} (from "
+            f"{cfg.source('rest.bind-address')}) differs from jobmanager.bind-host {bind!r} (from "
+            f"{cfg.source('jobmanager.bind-host')}): this JobManager serves REST on jobmanager.bind-host; "
+            "leave rest.bind-address unset or make the two equal")
+    _check_advertised(cfg, "jobmanager.bind-host", "jobmanager.rpc.address")
+    # cluster-level job settings (restart strategy, checkpointing); a job's own settings win
+    job_defaults = {k: v for k, v in cfg.job_defaults().items() if k != "state.backend.type"}  # TaskManagers apply it
+    _announce(cfg, "jobmanager")
     from jobmanager.daemon import run as run_jm
 
     try:
-        run_jm(host, port, advertised_host, heartbeat_timeout, slot_request_timeout, checkpoints_dir, savepoints_dir,
-               ha_dir, rest_port, rest_token)
+        run_jm(bind, cfg.get_int("jobmanager.rpc.port"), cfg.get_str("jobmanager.rpc.address"),
+               cfg.get_seconds("heartbeat.timeout"), cfg.get_seconds("slot.request.timeout"),
+               cfg.get_str("state.checkpoints.dir"), cfg.get_str("state.savepoints.dir"),
+               cfg.get_str("high-availability.storageDir"), cfg.get_int("rest.port"), cfg.get_str("weir.rest.token"),
+               job_defaults)
     except OSError as e:
         raise click.ClickException(str(e)) from None
+
+
+def _taskmanager_jobmanager(jm: str | None, cfg: wconfig.Config) -> str:
+    """--jobmanager, else -D jobmanager.rpc.address, else $WEIR_JOBMANAGER, else the configured address."""
+    host = cfg.get_str("jobmanager.rpc.address")
+    configured = _host_port(host, cfg.get_int("jobmanager.rpc.port")) if host else None
+    if jm:
+        return jm
+    if configured and cfg.setting("jobmanager.rpc.address").origin == "flag":
+        return configured
+    address = os.environ.get("WEIR_JOBMANAGER") or configured
+    if not address:
+        raise click.UsageError("no JobManager named: pass --jobmanager HOST:PORT, set WEIR_JOBMANAGER or set "
+                               "jobmanager.rpc.address in the configuration")
+    return address
 
 
 @main.command()
-@click.option("--jobmanager", "-m", "jm", default=None, help=JM_HELP)
-@click.option("--slots", type=int, default=os.cpu_count() or 1, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (RPC and data plane)")
-@click.option("--port", type=int, default=0, show_default=True, help="RPC port (0: any free)")
-@click.option("--advertised-host", default=None, help="address others use to reach this daemon (default: --host)")
-@click.option("--heartbeat-interval", type=float, default=1.0, show_default=True)
-@click.option("--state-backend", type=click.Choice(["hashmap", "rocksdb"]), default="hashmap", show_default=True,
-              help="default keyed state backend (state.backend.type) for jobs that do not set one")
-@click.option("--tmp-dir", default=None, help="local directory for the slots' state (default: the system's temp)")
-@click.option("--metrics-port", type=int, default=9249, show_default=True,
-              help="port of this TaskManager's Prometheus /metrics (-1: none)")
-def taskmanager(jm: str | None, slots: int, host: str, port: int, advertised_host: str | None,
-                heartbeat_interval: float, state_backend: str, tmp_dir: str | None, metrics_port: int) -> None:
-    """Run a TaskManager daemon: one worker process per slot."""
+@click.option("--jobmanager", "-m", "jm", default=None,
+              help=JM_HELP + ", else jobmanager.rpc.address:jobmanager.rpc.port from the configuration")
+@click.option("--slots", type=int, default=None,
+              help="taskmanager.numberOfTaskSlots (default: the number of CPUs)")
+@click.option("--host", default=None, help="address to bind, RPC and data plane (taskmanager.bind-host, default "
+                                            "127.0.0.1)")
+@click.option("--port", type=int, default=None, help="RPC port (taskmanager.rpc.port, default 0: any free)")
+@click.option("--advertised-host", default=None,
+              help="address others use to reach this daemon (taskmanager.host, default: the bind address)")
+@click.option("--heartbeat-interval", type=float, default=None, help="seconds (heartbeat.interval, default 1)")
+@click.option("--state-backend", type=click.Choice(["hashmap", "rocksdb"]), default=None,
+              help="default keyed state backend (state.backend.type, default hashmap) for jobs that do not set one")
+@click.option("--tmp-dir", default=None,
+              help="local directory for the slots' state (io.tmp.dirs, default: the system's temp)")
+@click.option("--metrics-port", type=int, default=None,
+              help="port of this TaskManager's Prometheus /metrics (metrics.port, default 9249; -1: none)")
+@config_options
+def taskmanager(jm: str | None, slots: int | None, host: str | None, port: int | None, advertised_host: str | None,
+                heartbeat_interval: float | None, state_backend: str | None, tmp_dir: str | None,
+                metrics_port: int | None, config_file: str | None, dynamic: tuple[str, ...]) -> None:
+    """Run a TaskManager daemon: one worker process per slot (configured like the JobManager; flags win)."""
+    cfg = _load_config(config_file, dynamic, {
+        "taskmanager.numberOfTaskSlots": ("--slots", slots),
+        "taskmanager.bind-host": ("--host", host),
+        "taskmanager.rpc.port": ("--port", port),
+        "taskmanager.host": ("--advertised-host", advertised_host),
+        "heartbeat.interval": ("--heartbeat-interval", _secs(heartbeat_interval)),
+        "state.backend.type": ("--state-backend", state_backend),
+        "io.tmp.dirs": ("--tmp-dir", None if tmp_dir is None else [tmp_dir]),
+        "metrics.port": ("--metrics-port", metrics_port),
+    })
+    address = _taskmanager_jobmanager(jm, cfg)
+    _check_advertised(cfg, "taskmanager.bind-host", "taskmanager.host")
+    _announce(cfg, "taskmanager")
     from taskmanager.executor import run as run_tm
 
-    if slots < 1:
-        raise click.BadParameter(f"must be >= 1, got {slots}", param_hint="--slots")
+    tmp_dirs = cfg.get_list("io.tmp.dirs")
+    metrics = cfg.get_int("metrics.port")
     try:
-        run_tm(_jm(jm), slots, host, port, advertised_host, heartbeat_interval, state_backend, tmp_dir,
-               None if metrics_port < 0 else metrics_port)
+        run_tm(address, cfg.get_int("taskmanager.numberOfTaskSlots"), _str(cfg, "taskmanager.bind-host"),
+               cfg.get_int("taskmanager.rpc.port"), cfg.get_str("taskmanager.host"),
+               cfg.get_seconds("heartbeat.interval"), _str(cfg, "state.backend.type"),
+               tmp_dirs[0] if tmp_dirs else None, None if metrics < 0 else metrics)
     except OSError as e:
         raise click.ClickException(str(e)) from None
+
+
+@main.group("config")
+def config_group() -> None:
+    """The cluster configuration (a YAML file with Flink's key names, environment overrides, flags)."""
+
+
+@config_group.command("show")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def config_show(config_file: str | None, dynamic: tuple[str, ...], as_json: bool) -> None:
+    """Print the effective configuration and where each value came from.
+
+    Layers, each over the one before: defaults, the file (--config PATH, else $WEIR_CONF_DIR/config.yaml),
+    environment overrides (WEIR_ + the key upper-cased, dots and dashes as underscores, e.g.
+    WEIR_HEARTBEAT_TIMEOUT), flags (-D KEY=VALUE here; the daemons' own flags too).
+    """
+    cfg = _load_config(config_file, dynamic, starting=False)
+    if as_json:
+        click.echo(json.dumps(cfg.to_json(), indent=2))
+    else:
+        click.echo(cfg.format_table())
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ class JobManager:
         ha_dir: str | None = None,
         rest_port: int = 8081,
         rest_token: str | None = None,
+        job_defaults: dict[str, str] | None = None,
     ) -> None:
+        self.job_defaults = dict(job_defaults or {})  # cluster-level job settings (restart strategy, checkpointing)
         self.ha_dir = ha_dir
         self.checkpoints_dir = checkpoints_dir
         self.savepoints_dir = savepoints_dir
@@ -61,7 +63,7 @@ class JobManager:
             )
         self.address = f"{self.advertised_host}:{bound}"
         self.dispatcher = Dispatcher(self.registry, self.gateway, self.address, self.slot_request_timeout,
-                                     self.checkpoints_dir, self.savepoints_dir)
+                                     self.checkpoints_dir, self.savepoints_dir, self.job_defaults)
         if self.ha_dir:
             from jobmanager.ha import HAStore
             from state.storage import checkpoint_storage_for
@@ -93,8 +95,9 @@ class JobManager:
 
 def run(host: str, port: int, advertised_host: str | None, heartbeat_timeout: float,
         slot_request_timeout: float, checkpoints_dir: str | None = None, savepoints_dir: str | None = None,
-        ha_dir: str | None = None, rest_port: int = 8081, rest_token: str | None = None) -> None:
+        ha_dir: str | None = None, rest_port: int = 8081, rest_token: str | None = None,
+        job_defaults: dict[str, str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s jobmanager %(levelname)s %(message)s")
     jm = JobManager(host, port, advertised_host, heartbeat_timeout, slot_request_timeout, checkpoints_dir,
-                    savepoints_dir, ha_dir, rest_port, rest_token)
+                    savepoints_dir, ha_dir, rest_port, rest_token, job_defaults)
     asyncio.run(jm.serve_forever())
