@@ -3,13 +3,17 @@
 Times are epoch milliseconds (-1 or null when there is none, as noted per field), durations milliseconds.
 docs/rest-api.yaml documents every route. The two write routes (cancel, savepoint) need
 ``Authorization: Bearer <token>`` when the JobManager has a token; everything else is read-only and open.
+``GET /`` and ``GET /static/{name}`` serve the web dashboard (jobmanager/rest/static/: plain HTML, JS and CSS over
+this API, no build step).
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -22,6 +26,24 @@ from weir import __version__
 if TYPE_CHECKING:
     from jobmanager.daemon import JobManager
     from jobmanager.dispatcher import Dispatcher, Job
+
+
+STATIC_DIR = Path(__file__).with_name("static")
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+_STATIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# the dashboard loads nothing but its own files and this API, and runs no inline script
+STATIC_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                               "form-action 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def _ms(t: float) -> int:
@@ -55,6 +77,8 @@ class RestApi:
         r.add("GET", "/taskmanagers", self.taskmanagers)
         r.add("GET", "/config", self.config)
         r.add("GET", "/metrics", self.metrics)
+        r.add("GET", "/", self.dashboard)
+        r.add("GET", "/static/{name}", self.static)
         return r
 
     # ---- helpers ----
@@ -85,7 +109,8 @@ class RestApi:
             "state": job.state,
             "start-time": _ms(start),
             "end-time": _ms(job.end_time),
-            "duration": round(((job.end_time or now) - start) * 1000),
+            # from the rounded ends, so duration == end-time - start-time exactly
+            "duration": _ms(job.end_time or now) - _ms(start),
             "restarts": job.restarts,
         }
 
@@ -137,6 +162,8 @@ class RestApi:
                             "latest-id": info.last_checkpoint_id or None},
             "status-counts": dict(sorted(Counter(job.task_states.values()).items())),
             "vertices": vertices,
+            "edges": [{"source": e.source, "target": e.target, "partitioner": e.partitioner.kind.upper()}
+                      for e in job.topology.edges],
         })
 
     def _checkpoint(self, job: Job, md: CheckpointMetadata) -> dict[str, Any]:
@@ -282,3 +309,22 @@ class RestApi:
     async def metrics(self, request: Request) -> Response:
         # in the event loop thread, as the collector requires
         return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+
+    # ---- the web dashboard ----
+    @staticmethod
+    def _static_file(name: str) -> Response:
+        """One file of jobmanager/rest/static/ by its bare name (no directories, no dot files), with its type."""
+        content_type = STATIC_TYPES.get(Path(name).suffix)
+        if content_type is None or not _STATIC_NAME.fullmatch(name):
+            raise HTTPError(404, f"no such dashboard file: {name!r}")
+        try:
+            body = (STATIC_DIR / name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise HTTPError(404, f"no such dashboard file: {name!r}") from None
+        return Response(200, body, content_type, dict(STATIC_HEADERS))
+
+    async def dashboard(self, request: Request) -> Response:
+        return self._static_file("index.html")
+
+    async def static(self, request: Request) -> Response:
+        return self._static_file(request.params["name"])

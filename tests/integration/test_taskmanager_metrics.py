@@ -53,19 +53,23 @@ def test_taskmanager_metrics_show_records_busy_and_backpressure(tmp_path: Any) -
 
             def sample() -> Any:
                 m = scrape(port)
-                src = [s for s in m.get("weir_task_records_out_total", []) if s.labels["task"].startswith("Source")]
-                bp = [s for s in m.get("weir_task_backpressured_seconds_total", [])
-                      if s.labels["task"].startswith("Source")]
-                return (m, src[0].value, bp[0].value) if src and bp and src[0].value > 0 and bp[0].value > 0 \
-                    else None
+
+                def values(name: str, task: str) -> list[float]:
+                    return [s.value for s in m.get(name, []) if s.labels["task"].startswith(task)]
+
+                src, bp = values("weir_task_records_out_total", "Source"), values(
+                    "weir_task_backpressured_seconds_total", "Source")
+                sinks = values("weir_task_records_in_total", "Sink")
+                ready = src and bp and src[0] > 0 and bp[0] > 0 and len(sinks) == 2 and all(v > 0 for v in sinks)
+                return (m, src[0], bp[0]) if ready else None
 
             m, records, backpressured = wait_for(sample, 30, "records and backpressure in the metrics")
             assert all(s.labels["job"] == job_id for s in m["weir_task_records_in_total"])
             sink = [s.value for s in m["weir_task_records_in_total"] if s.labels["task"].startswith("Sink")]
             assert len(sink) == 2 and 0 < sum(sink) <= records
             assert [s.value for s in m["weir_task_bytes_out_total"] if s.labels["task"].startswith("Source")][0] > 0
-            busy = [s for s in m["weir_task_busy_seconds_total"] if s.labels["task"].startswith("Sink")]
-            assert busy and busy[0].value > 0
+            busy = [s.value for s in m["weir_task_busy_seconds_total"] if s.labels["task"].startswith("Sink")]
+            assert len(busy) == 2 and sum(busy) > 0
             assert [s.value for s in m["weir_taskmanager_slots"] if s.labels["state"] == "total"] == [2.0]
             jm.cancel(job_id)
         finally:
