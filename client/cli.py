@@ -195,7 +195,7 @@ def list_jobs(jobmanager: str | None, as_json: bool) -> None:
     """List jobs: id, name, state, start time and failure cause."""
     try:
         jobs = _client(jobmanager).list_jobs()
-    except JobManagerUnreachableError as e:
+    except (JobManagerUnreachableError, JobManagerError) as e:
         raise click.ClickException(str(e)) from None
     if as_json:
         click.echo(json.dumps([

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from weir.rpc import GRPC_OPTIONS, weir_pb2, weir_pb2_grpc
+from weir.rpc.auth import sync_channel
 from weir.rpc.convert import ClusterOverview, JobInfo, job_from_pb, overview_from_pb
 
 
@@ -24,7 +25,7 @@ class JobManagerClient:
     def __init__(self, address: str, timeout: float = 30.0) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+        self._channel = sync_channel(address, GRPC_OPTIONS)
         self._stub = weir_pb2_grpc.JobManagerServiceStub(self._channel)
 
     def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:

@@ -16,6 +16,7 @@ from jobmanager.registry import TaskManagerRegistry
 from jobmanager.rest import JobManagerRest
 from jobmanager.service import JobManagerService
 from weir.rpc import GRPC_OPTIONS, weir_pb2_grpc
+from weir.rpc.auth import server_interceptors
 
 log = logging.getLogger("weir.jobmanager")
 
@@ -54,7 +55,7 @@ class JobManager:
         self.rest: JobManagerRest | None = None
 
     async def start(self) -> None:
-        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        self.server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=server_interceptors())
         bound = self.server.add_insecure_port(f"{self.host}:{self.port}")
         if bound == 0:
             raise OSError(

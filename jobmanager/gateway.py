@@ -8,6 +8,7 @@ import grpc
 
 from weir.graph.deployment import TaskDeployment
 from weir.rpc import GRPC_OPTIONS, weir_pb2, weir_pb2_grpc
+from weir.rpc.auth import aio_channel
 
 
 class GrpcTaskManagerGateway:
@@ -17,7 +18,7 @@ class GrpcTaskManagerGateway:
     def _stub(self, address: str) -> weir_pb2_grpc.TaskExecutorServiceStub:
         ch = self._channels.get(address)
         if ch is None:
-            ch = self._channels[address] = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
+            ch = self._channels[address] = aio_channel(address, GRPC_OPTIONS)
         return weir_pb2_grpc.TaskExecutorServiceStub(ch)
 
     async def deploy(self, address: str, execution_id: str, graph: bytes, deployments: list[TaskDeployment]) -> None:

@@ -28,6 +28,7 @@ import grpc
 from taskmanager.network import frame
 from weir.graph.deployment import TaskDeployment
 from weir.rpc import GRPC_OPTIONS, weir_pb2, weir_pb2_grpc
+from weir.rpc.auth import aio_channel, server_interceptors
 from weir.rpc.convert import SlotAddress, TaskMetric, metrics_to_pb, slots_to_pb
 
 log = logging.getLogger("weir.taskmanager")
@@ -286,14 +287,14 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         self._local_root = tempfile.mkdtemp(prefix=f"weir-{self.id}-", dir=self.tmp_dir)
         self._control_server = await asyncio.start_server(self._control, "127.0.0.1", 0)
         self._control_address = f"127.0.0.1:{self._control_server.sockets[0].getsockname()[1]}"
-        self._server = grpc.aio.server(options=GRPC_OPTIONS)
+        self._server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=server_interceptors())
         weir_pb2_grpc.add_TaskExecutorServiceServicer_to_server(self, self._server)
         bound = self._server.add_insecure_port(f"{self.host}:{self.port}")
         if bound == 0:
             raise OSError(f"cannot bind the TaskManager's RPC port on {self.host}:{self.port}")
         self.address = f"{self.advertised_host}:{bound}"
         await self._server.start()
-        self._jm_channel = grpc.aio.insecure_channel(self.jobmanager, options=GRPC_OPTIONS)
+        self._jm_channel = aio_channel(self.jobmanager, GRPC_OPTIONS)
         if self.metrics_port is not None:
             from taskmanager.metrics import TaskManagerCollector, serve
 

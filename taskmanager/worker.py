@@ -20,7 +20,6 @@ import traceback
 from typing import Any
 
 import cloudpickle
-import grpc
 
 from taskmanager.network import frame
 from taskmanager.network.connection import ConnectionManager
@@ -154,16 +153,13 @@ class Worker:
             self.tasks.pop(key, None)
 
     def _pusher(self, d: TaskDeployment) -> Any:
-        from weir.rpc import weir_pb2, weir_pb2_grpc
+        from weir.rpc import GRPC_OPTIONS, weir_pb2, weir_pb2_grpc
+        from weir.rpc.auth import aio_channel
 
         async def push(records: bytes, end: bool) -> None:
             ch = self._jm_channels.get(d.jobmanager_address)
             if ch is None:
-                ch = grpc.aio.insecure_channel(
-                    d.jobmanager_address,
-                    options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
-                )
-                self._jm_channels[d.jobmanager_address] = ch
+                ch = self._jm_channels[d.jobmanager_address] = aio_channel(d.jobmanager_address, GRPC_OPTIONS)
             stub = weir_pb2_grpc.JobManagerServiceStub(ch)
             await stub.PushResults(
                 weir_pb2.PushResultsRequest(execution_id=d.execution_id, subtask=d.subtask, records=records, end=end)
