@@ -414,7 +414,9 @@ class Dispatcher:
         d = job.coordinator.tick(now)
         if d.trigger is not None:
             job.next_checkpoint_id = d.trigger + 1
-            await self._control_all(job, "trigger", d.trigger)
+            # never awaited here: a TaskManager that vanished without closing its connection would hold the
+            # scheduling and heartbeat loop until the call's deadline
+            self._spawn(self._control_all(job, "trigger", d.trigger))
         await self._checkpoint_decisions(job, d)
 
     async def trigger_savepoint(self, job_id: str, target: str | None, stop: bool = False) -> str:
@@ -458,7 +460,7 @@ class Dispatcher:
             if fut is not None and not fut.done():
                 fut.set_exception(RuntimeError(f"savepoint failed: {reason}"))
             if job.state == "RUNNING":
-                await self._control_all(job, "abort", cid)
+                self._spawn(self._control_all(job, "abort", cid))
         if d.fail_job and job.state == "RUNNING":
             await self._fail(job, d.fail_job)
 
@@ -503,7 +505,7 @@ class Dispatcher:
         log.info("job %s: checkpoint %d completed in %.0f ms", job.job_id, cc.checkpoint_id,
                  (cc.completed_at - cc.triggered_at) * 1000)
         if job.state == "RUNNING":
-            await self._control_all(job, "complete", cc.checkpoint_id)
+            self._spawn(self._control_all(job, "complete", cc.checkpoint_id))
         for old in subsumed:
             try:
                 await asyncio.to_thread(discard, storage, old, list(job.completed))

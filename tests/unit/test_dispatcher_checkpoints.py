@@ -141,12 +141,14 @@ def snapshot(storage, job, cid: int, vid: str, i: int) -> bytes:
 async def ack_all(d: Dispatcher, storage, job, cid: int) -> None:
     for vid, i in tasks(job):
         await d.checkpoint_report(job.execution_id, vid, i, cid, True, snapshot(storage, job, cid, vid, i), "")
+        await settle(d)  # checkpoint control calls run in the background
 
 
 async def checkpoint(d: Dispatcher, gw: Gateway, storage, job, clock: Clock) -> int:
     """Trigger the next checkpoint and acknowledge it from every task; its id."""
     before = len(gw.controls)
     await d._checkpoint_tick(job, clock())
+    await settle(d)  # checkpoint control calls run in the background
     triggers = [c for c in gw.controls[before:] if c[2] == "trigger"]
     assert triggers, "no checkpoint was triggered"
     cid = triggers[0][3]
@@ -177,23 +179,28 @@ def test_checkpoint_triggered_only_when_all_tasks_running(tmp_path):
         d, gw, job, _ = make(tmp_path)
         clock = Clock()
         await d._checkpoint_tick(job, clock())  # not deployed yet
+        await settle(d)  # checkpoint control calls run in the background
         await d.schedule()
         assert job.state == "RUNNING" and job.checkpoint_config.interval_ms == 1000
         await d._checkpoint_tick(job, clock())
+        await settle(d)  # checkpoint control calls run in the background
         assert gw.controls == [], "tasks are still DEPLOYING"
         ts = tasks(job)
         for vid, i in ts[:-1]:
             await d.task_state(job.execution_id, vid, i, "RUNNING", "")
         await d._checkpoint_tick(job, clock())
+        await settle(d)  # checkpoint control calls run in the background
         assert gw.controls == []
         await d.task_state(job.execution_id, *ts[-1], "RUNNING", "")
         await d._checkpoint_tick(job, clock())
+        await settle(d)  # checkpoint control calls run in the background
         assert sorted((a, eid, k, c) for a, eid, k, c, _ in gw.controls) == [
             ("tm0:6000", job.execution_id, "trigger", 1),
             ("tm1:6000", job.execution_id, "trigger", 1),
         ]
         # max one pending: no second trigger before it completes
         await d._checkpoint_tick(job, clock())
+        await settle(d)  # checkpoint control calls run in the background
         assert gw.kinds() == [("trigger", 1)]
 
     asyncio.run(main())
@@ -204,6 +211,7 @@ def test_no_checkpoints_without_an_interval(tmp_path):
         d, gw, job, _ = make(tmp_path, **{"execution.checkpointing.interval": "0"})
         await running(d, job)
         await d._checkpoint_tick(job, Clock()())
+        await settle(d)  # checkpoint control calls run in the background
         assert gw.controls == []
 
     asyncio.run(main())
@@ -226,15 +234,19 @@ def test_acks_write_metadata_then_complete_is_sent(tmp_path):
         d, gw, job, storage = make(tmp_path)
         await running(d, job)
         await d._checkpoint_tick(job, Clock()())
+        await settle(d)  # checkpoint control calls run in the background
         ts = tasks(job)
         for vid, i in ts[:-1]:
             await d.checkpoint_report(job.execution_id, vid, i, 1, True, snapshot(storage, job, 1, vid, i), "")
+            await settle(d)  # checkpoint control calls run in the background
         assert not storage.exists(metadata_path(job.job_id, 1)), "metadata only when every task acknowledged"
         assert ("complete", 1) not in gw.kinds()
         # an ack from another execution does not count
         await d.checkpoint_report("stale", *ts[-1], 1, True, snapshot(storage, job, 1, *ts[-1]), "")
+        await settle(d)  # checkpoint control calls run in the background
         assert job.completed == []
         await d.checkpoint_report(job.execution_id, *ts[-1], 1, True, snapshot(storage, job, 1, *ts[-1]), "")
+        await settle(d)  # checkpoint control calls run in the background
 
         md = read_metadata(storage, metadata_path(job.job_id, 1))
         assert md.checkpoint_id == 1 and md.job_id == job.job_id and not md.savepoint
@@ -290,11 +302,14 @@ def test_decline_aborts_and_beyond_tolerance_restarts(tmp_path):
         await running(d, job)
         clock = Clock()
         await d._checkpoint_tick(job, clock())
+        await settle(d)  # checkpoint control calls run in the background
         vid, i = tasks(job)[0]
         await d.checkpoint_report(job.execution_id, vid, i, 1, False, b"", "disk full")
+        await settle(d)  # checkpoint control calls run in the background
         assert ("abort", 1) in gw.kinds()
         assert job.state == "RUNNING" and job.checkpoints_failed == 1
         await d._checkpoint_tick(job, clock())
+        await settle(d)  # checkpoint control calls run in the background
         await d.checkpoint_report(job.execution_id, vid, i, 2, False, b"", "disk full")
         assert job.state == "RESTARTING"
         assert "tolerable number of failed checkpoints" in job.last_failure
@@ -309,12 +324,15 @@ def test_task_finishing_aborts_the_pending_checkpoint(tmp_path):
         await running(d, job)
         clock = Clock()
         await d._checkpoint_tick(job, clock())
+        await settle(d)  # checkpoint control calls run in the background
         src = job.topology.vertices[0]
         await d.task_state(job.execution_id, src.id, 0, "FINISHED", "")
+        await settle(d)  # checkpoint control calls run in the background
         assert ("abort", 1) in gw.kinds()
         await ack_all(d, storage, job, 1)
         assert job.completed == [] and not storage.exists(metadata_path(job.job_id, 1))
         await d._checkpoint_tick(job, clock())
+        await settle(d)  # checkpoint control calls run in the background
         assert [k for k in gw.kinds() if k[0] == "trigger"] == [("trigger", 1)]
 
     asyncio.run(main())
@@ -363,6 +381,7 @@ def test_task_failure_restarts_from_the_latest_checkpoint(tmp_path):
         # a late report of the failed execution changes nothing
         await d.task_state(first, src.id, 0, "FAILED", "late")
         await d.checkpoint_report(first, src.id, 0, 3, True, b"", "")
+        await settle(d)  # checkpoint control calls run in the background
         assert job.state == "RUNNING" and job.restarts == 1
 
         # checkpoint ids continue across the restart
