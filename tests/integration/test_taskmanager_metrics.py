@@ -66,7 +66,8 @@ def test_taskmanager_metrics_show_records_busy_and_backpressure(tmp_path: Any) -
             m, records, backpressured = wait_for(sample, 30, "records and backpressure in the metrics")
             assert all(s.labels["job"] == job_id for s in m["weir_task_records_in_total"])
             sink = [s.value for s in m["weir_task_records_in_total"] if s.labels["task"].startswith("Sink")]
-            assert len(sink) == 2 and 0 < sum(sink) <= records
+            # (no ordering between the two: each worker snapshots its subtasks on its own clock)
+            assert len(sink) == 2 and sum(sink) > 0 and records > 0
             assert [s.value for s in m["weir_task_bytes_out_total"] if s.labels["task"].startswith("Source")][0] > 0
             busy = [s.value for s in m["weir_task_busy_seconds_total"] if s.labels["task"].startswith("Sink")]
             assert len(busy) == 2 and sum(busy) > 0
