@@ -41,12 +41,15 @@ def test_truncated_state_file(tmp_path: Path, retained: int) -> None:
                                 "1500", str(retained))
         assert rc == 0, err
         job_id = out.strip().splitlines()[-1]
-        info = wait_for(lambda: (i := jm.get_job(job_id)).checkpoints_completed >= 2 and i, 60, "two checkpoints")
-        latest = info.last_checkpoint_id
-        bad = truncate_a_state_file(ck, latest)
+        wait_for(lambda: jm.get_job(job_id).checkpoints_completed >= 2, 60, "two checkpoints")
         victim = cluster.taskmanager_procs[0]
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
+        # once the job restarts its checkpoints are frozen: none completes after that, so "latest" is final;
+        # the redeployment (and the restore) waits for the replacement TaskManager started after the damage
+        info = wait_for(lambda: (i := jm.get_job(job_id)).restarts >= 1 and i, 30, "the restart")
+        latest = info.last_checkpoint_id
+        bad = truncate_a_state_file(ck, latest)
         cluster.add_taskmanager()
         info = wait_for(lambda: (i := jm.get_job(job_id)).is_terminal and i, 90, "the job to end")
         log = (tmp_path / "logs" / "jobmanager.log").read_text()
