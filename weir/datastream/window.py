@@ -559,7 +559,33 @@ def _check_interval(name: str, interval: TimeLike) -> int:
     return ms
 
 
-class ContinuousEventTimeTrigger(_StatefulTrigger[object, W]):
+class _ContinuousTrigger(_StatefulTrigger[object, W]):
+    """What the event- and processing-time continuous triggers share: the interval and the next fire time,
+    kept in a ReducingState (min) named ``"fire-time"``; ``_register`` sets a timer in the trigger's time domain."""
+
+    _state_name = "fire-time"
+
+    def __init__(self, interval_ms: int) -> None:
+        super().__init__()
+        self._interval = interval_ms
+
+    def get_interval(self) -> int:
+        """Returns the interval in milliseconds."""
+        return self._interval
+
+    def _make_reduce_function(self) -> ReduceFunction:
+        return _Min()
+
+    def _register(self, ctx: Trigger.TriggerContext, time: int) -> None:
+        raise NotImplementedError
+
+    def _register_next_fire_timestamp(self, time: int, window: W, ctx: Trigger.TriggerContext, state: Any) -> None:
+        next_fire = min(time + self._interval, window.max_timestamp())
+        state.add(next_fire)
+        self._register(ctx, next_fire)
+
+
+class ContinuousEventTimeTrigger(_ContinuousTrigger[W]):
     """Fires every ``interval`` of event time, and at the end of the window (Flink's ``ContinuousEventTimeTrigger``).
 
     The next fire time is kept in a ReducingState (min) named ``"fire-time"``, per key and window:
@@ -573,12 +599,6 @@ class ContinuousEventTimeTrigger(_StatefulTrigger[object, W]):
     * ``clear``: delete the pending fire timer and clear the state.
     """
 
-    _state_name = "fire-time"
-
-    def __init__(self, interval_ms: int) -> None:
-        super().__init__()
-        self._interval = interval_ms
-
     @staticmethod
     def of(interval: TimeLike) -> ContinuousEventTimeTrigger[Any]:
         """Returns a trigger that fires every ``interval`` (Time, Duration or int ms > 0) of event time.
@@ -588,17 +608,8 @@ class ContinuousEventTimeTrigger(_StatefulTrigger[object, W]):
         """
         return ContinuousEventTimeTrigger(_check_interval("ContinuousEventTimeTrigger", interval))
 
-    def get_interval(self) -> int:
-        """Returns the interval in milliseconds."""
-        return self._interval
-
-    def _make_reduce_function(self) -> ReduceFunction:
-        return _Min()
-
-    def _register_next_fire_timestamp(self, time: int, window: W, ctx: Trigger.TriggerContext, state: Any) -> None:
-        next_fire = min(time + self._interval, window.max_timestamp())
-        state.add(next_fire)
-        ctx.register_event_time_timer(next_fire)
+    def _register(self, ctx: Trigger.TriggerContext, time: int) -> None:
+        ctx.register_event_time_timer(time)
 
     def on_element(self, element: object, timestamp: int, window: W, ctx: Trigger.TriggerContext) -> TriggerResult:
         if window.max_timestamp() <= ctx.get_current_watermark():
@@ -644,7 +655,7 @@ class ContinuousEventTimeTrigger(_StatefulTrigger[object, W]):
         return f"ContinuousEventTimeTrigger({self._interval})"
 
 
-class ContinuousProcessingTimeTrigger(_StatefulTrigger[object, W]):
+class ContinuousProcessingTimeTrigger(_ContinuousTrigger[W]):
     """Fires every ``interval`` of processing time (Flink's ``ContinuousProcessingTimeTrigger``).
 
     * ``on_element``: with ``now = ctx.get_current_processing_time()``, if no fire time is pending, register a
@@ -655,12 +666,6 @@ class ContinuousProcessingTimeTrigger(_StatefulTrigger[object, W]):
     * ``on_merge`` / ``clear``: as :class:`ContinuousEventTimeTrigger`, with processing-time timers.
     """
 
-    _state_name = "fire-time"
-
-    def __init__(self, interval_ms: int) -> None:
-        super().__init__()
-        self._interval = interval_ms
-
     @staticmethod
     def of(interval: TimeLike) -> ContinuousProcessingTimeTrigger[Any]:
         """Returns a trigger that fires every ``interval`` (Time, Duration or int ms > 0) of processing time.
@@ -670,17 +675,8 @@ class ContinuousProcessingTimeTrigger(_StatefulTrigger[object, W]):
         """
         return ContinuousProcessingTimeTrigger(_check_interval("ContinuousProcessingTimeTrigger", interval))
 
-    def get_interval(self) -> int:
-        """Returns the interval in milliseconds."""
-        return self._interval
-
-    def _make_reduce_function(self) -> ReduceFunction:
-        return _Min()
-
-    def _register_next_fire_timestamp(self, time: int, window: W, ctx: Trigger.TriggerContext, state: Any) -> None:
-        next_fire = min(time + self._interval, window.max_timestamp())
-        state.add(next_fire)
-        ctx.register_processing_time_timer(next_fire)
+    def _register(self, ctx: Trigger.TriggerContext, time: int) -> None:
+        ctx.register_processing_time_timer(time)
 
     def on_element(self, element: object, timestamp: int, window: W, ctx: Trigger.TriggerContext) -> TriggerResult:
         fire_time = ctx.get_partitioned_state(self.state_descriptor)
