@@ -15,6 +15,7 @@ import click
 from client.gateway import JobManagerClient, JobManagerError, JobManagerUnreachableError
 from weir import config as wconfig
 from weir.datastream.execution import ExecutionContext, JobExecutionException, set_context
+from weir.rpc import tls
 from weir.rpc.convert import JobInfo
 
 JM_HELP = "JobManager address HOST:PORT (default: $WEIR_JOBMANAGER)"
@@ -29,6 +30,9 @@ def _jm(address: str | None) -> str:
 
 
 def _client(address: str | None) -> JobManagerClient:
+    """A client of the JobManager, with the cluster's token and TLS settings ($WEIR_CONF_DIR, WEIR_* overrides);
+    an invalid configuration is a CLI error here rather than inside the channel."""
+    _load_config(None, starting=False)
     return JobManagerClient(_jm(address))
 
 
@@ -71,6 +75,16 @@ def _announce(cfg: wconfig.Config, daemon: str) -> None:
     for s in cfg.settings():
         if s.origin != "default":
             click.echo(f"  {s.key} = {cfg.shown(s.key)}  ({s.source})", err=True)
+
+
+def _install_security(cfg: wconfig.Config) -> None:
+    """Check a daemon's TLS files (a bad one: exit 1, nothing started) and make ``cfg`` the process's own, so its
+    channels, servers and slot workers use its token and TLS settings."""
+    problems = tls.check_daemon(cfg)
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise click.ClickException(f"invalid configuration, nothing started:\n{lines}")
+    wconfig.install(cfg)
 
 
 def _warn(message: str) -> None:
@@ -294,6 +308,7 @@ def cluster_start(taskmanagers: int, slots: int | None, port: int | None, log_di
     if cfg.is_set("rest.port"):
         c.rest_port = cfg.get_int("rest.port")
     _export_for_local_cluster(cfg, applied=("jobmanager.rpc.port", "rest.port"))
+    _install_security(cfg)
     try:
         c.start()
     except Exception as e:  # noqa: BLE001 - report any start failure as a CLI error
@@ -366,6 +381,7 @@ def jobmanager(host: str | None, port: int | None, advertised_host: str | None, 
             f"{cfg.source('jobmanager.bind-host')}): this JobManager serves REST on jobmanager.bind-host; "
             "leave rest.bind-address unset or make the two equal")
     _check_advertised(cfg, "jobmanager.bind-host", "jobmanager.rpc.address")
+    _install_security(cfg)
     # cluster-level job settings (restart strategy, checkpointing); a job's own settings win
     job_defaults = {k: v for k, v in cfg.job_defaults().items() if k != "state.backend.type"}  # TaskManagers apply it
     _announce(cfg, "jobmanager")
@@ -375,8 +391,10 @@ def jobmanager(host: str | None, port: int | None, advertised_host: str | None, 
         run_jm(bind, cfg.get_int("jobmanager.rpc.port"), cfg.get_str("jobmanager.rpc.address"),
                cfg.get_seconds("heartbeat.timeout"), cfg.get_seconds("slot.request.timeout"),
                cfg.get_str("state.checkpoints.dir"), cfg.get_str("state.savepoints.dir"),
-               cfg.get_str("high-availability.storageDir"), cfg.get_int("rest.port"), cfg.get_str("weir.rest.token"),
-               job_defaults)
+               cfg.get_str("high-availability.storageDir"), cfg.get_int("rest.port"),
+               cfg.get_str("weir.rest.token") or cfg.get_str("weir.auth.token"), job_defaults,
+               rest_read_without_token=bool(cfg.get("weir.rest.read-without-token")),
+               rest_ssl=rest_tls.server_context() if (rest_tls := tls.rest(cfg)) is not None else None)
     except OSError as e:
         raise click.ClickException(str(e)) from None
 
@@ -430,6 +448,7 @@ def taskmanager(jm: str | None, slots: int | None, host: str | None, port: int |
     })
     address = _taskmanager_jobmanager(jm, cfg)
     _check_advertised(cfg, "taskmanager.bind-host", "taskmanager.host")
+    _install_security(cfg)
     _announce(cfg, "taskmanager")
     from taskmanager.executor import run as run_tm
 

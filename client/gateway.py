@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from weir.rpc import GRPC_OPTIONS, weir_pb2, weir_pb2_grpc
+from weir.rpc import GRPC_OPTIONS, tls, weir_pb2, weir_pb2_grpc
 from weir.rpc.auth import sync_channel
 from weir.rpc.convert import ClusterOverview, JobInfo, job_from_pb, overview_from_pb
 
@@ -34,6 +34,11 @@ class JobManagerClient:
         except grpc.RpcError as e:
             code = e.code()  # type: ignore[attr-defined]
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                advice = tls.describe_failure(e.details() or "", self.address,  # type: ignore[attr-defined]
+                                              tls.internal())
+                if advice is not None:
+                    raise JobManagerUnreachableError(f"cannot reach the JobManager at {self.address}: {advice}") \
+                        from None
                 raise JobManagerUnreachableError(
                     f"cannot reach the JobManager at {self.address} ({code.name}): is it running? Start one with "
                     "'weir cluster start' or 'weir jobmanager', or name another with --jobmanager HOST:PORT "

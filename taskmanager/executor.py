@@ -27,8 +27,8 @@ import grpc
 
 from taskmanager.network import frame
 from weir.graph.deployment import TaskDeployment
-from weir.rpc import GRPC_OPTIONS, weir_pb2, weir_pb2_grpc
-from weir.rpc.auth import aio_channel, server_interceptors
+from weir.rpc import GRPC_OPTIONS, tls, weir_pb2, weir_pb2_grpc
+from weir.rpc.auth import aio_channel, bind, server_interceptors
 from weir.rpc.convert import SlotAddress, TaskMetric, metrics_to_pb, slots_to_pb
 
 log = logging.getLogger("weir.taskmanager")
@@ -79,6 +79,7 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         self._stopping = False
         self._control_server: asyncio.Server | None = None
         self._control_address = ""
+        self._control_dir = ""
         self._server: grpc.aio.Server | None = None
         self.address = ""
         self._cancel_waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
@@ -207,8 +208,11 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
                          len(self.slots))
                 return
             except grpc.aio.AioRpcError as e:
-                log.warning("cannot reach the JobManager at %s (%s); retrying in %.1f s",
-                            self.jobmanager, e.code().name, delay)
+                why = tls.describe_failure(e.details() or "", self.jobmanager, tls.internal())
+                if why is None and e.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    why = e.details()
+                log.warning("cannot register with the JobManager at %s (%s%s); retrying in %.1f s",
+                            self.jobmanager, e.code().name, f": {why}" if why else "", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -285,11 +289,14 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         if self.tmp_dir:
             os.makedirs(self.tmp_dir, exist_ok=True)
         self._local_root = tempfile.mkdtemp(prefix=f"weir-{self.id}-", dir=self.tmp_dir)
-        self._control_server = await asyncio.start_server(self._control, "127.0.0.1", 0)
-        self._control_address = f"127.0.0.1:{self._control_server.sockets[0].getsockname()[1]}"
+        # the workers' control connection: a Unix socket in a directory only this user can enter (a TCP port on
+        # loopback would let any local process pose as a worker); short path, as Unix socket paths are limited
+        self._control_dir = tempfile.mkdtemp(prefix="weir-ctl-")
+        self._control_address = os.path.join(self._control_dir, "control.sock")
+        self._control_server = await asyncio.start_unix_server(self._control, self._control_address)
         self._server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=server_interceptors())
         weir_pb2_grpc.add_TaskExecutorServiceServicer_to_server(self, self._server)
-        bound = self._server.add_insecure_port(f"{self.host}:{self.port}")
+        bound = bind(self._server, f"{self.host}:{self.port}")
         if bound == 0:
             raise OSError(f"cannot bind the TaskManager's RPC port on {self.host}:{self.port}")
         self.address = f"{self.advertised_host}:{bound}"
@@ -338,6 +345,8 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         if self._control_server is not None:
             self._control_server.close()
         shutil.rmtree(self._local_root, ignore_errors=True)
+        if self._control_dir:
+            shutil.rmtree(self._control_dir, ignore_errors=True)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

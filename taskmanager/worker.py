@@ -26,6 +26,8 @@ from taskmanager.network.connection import ConnectionManager
 from taskmanager.task import StreamTask
 from weir.graph.deployment import TaskDeployment
 from weir.graph.jobgraph import JobGraph
+from weir.rpc import tls
+from weir.rpc.auth import cluster_token
 
 log = logging.getLogger("weir.worker")
 
@@ -56,7 +58,7 @@ class Worker:
         self.host = host
         self.advertised_host = advertised_host
         self.parent_pid = parent_pid
-        self.connections = ConnectionManager(f"slot-{slot}")
+        self.connections = ConnectionManager(f"slot-{slot}", token=cluster_token(), tls=tls.internal())
         self.tasks: dict[tuple[str, str, int], tuple[StreamTask, asyncio.Task[None]]] = {}
         self.writer: asyncio.StreamWriter | None = None
         self._jm_channels: dict[str, Any] = {}
@@ -67,8 +69,7 @@ class Worker:
 
     async def run(self) -> None:
         address = await self.connections.start(self.host, self.advertised_host)
-        host, port = self.control_address.rsplit(":", 1)
-        reader, self.writer = await asyncio.open_connection(host, int(port))
+        reader, self.writer = await asyncio.open_unix_connection(self.control_address)
         self.send(("hello", self.slot, address, os.getpid()))
         metrics = asyncio.get_running_loop().create_task(self._metrics_loop())
         try:

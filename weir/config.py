@@ -46,6 +46,8 @@ class Kind(enum.Enum):
     URI = "directory URI"  # file:///path, a plain path or s3://bucket/prefix
     PATHS = "list of directories"
     SECRET = "secret"
+    BOOL = "boolean"
+    FILE = "file"  # a path to an existing, readable file
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ def env_var_for(key: str) -> str:
 
 _S, _MIN, _H = 1.0, 60.0, 3600.0
 _RS = "restart-strategy."
+_SSL = "security.ssl.internal."
+_SSL_REST = "security.ssl.rest."
 _CP = "execution.checkpointing."
 
 OPTIONS: tuple[Option, ...] = (
@@ -102,8 +106,40 @@ OPTIONS: tuple[Option, ...] = (
     Option("slot.request.timeout", Kind.DURATION, 60 * _S,
            "How long a job waits for enough free slots before it fails.", positive=True),
     Option("weir.rest.token", Kind.SECRET, None,
-           "Token the REST API's write actions (cancel, savepoint) require as 'Authorization: Bearer TOKEN'.",
-           unset="none: REST write actions need no token"),
+           "Token the REST API requires as 'Authorization: Bearer TOKEN' for its write actions (cancel, savepoint) "
+           "and, unless weir.rest.read-without-token is true, for its JSON reads.",
+           unset="weir.auth.token"),
+    Option("weir.rest.read-without-token", Kind.BOOL, False,
+           "Serve the REST API's reads (GET /jobs, /overview, ...) without the token; writes still need it."),
+    # ---- security (every daemon and client of a cluster) ----
+    Option("weir.auth.token", Kind.SECRET, None,
+           "The cluster's shared secret: every RPC call (submit, cancel, savepoint, TaskManager registration, "
+           "task deployment) and every data-plane connection must carry it, or it is refused.",
+           unset="none: the cluster is open (loopback development)"),
+    Option(_SSL + "enabled", Kind.BOOL, False,
+           "TLS on every RPC channel (clients, JobManager, TaskManagers) and on the data plane between workers."),
+    Option(_SSL + "cert", Kind.FILE, None,
+           "PEM certificate (chain) this daemon presents; a client presents it when the servers require one. It "
+           "must name the address peers dial (or security.ssl.internal.server-name).",
+           unset="none: a daemon cannot start with TLS enabled"),
+    Option(_SSL + "key", Kind.FILE, None, "PEM private key of security.ssl.internal.cert.",
+           unset="none: a daemon cannot start with TLS enabled"),
+    Option(_SSL + "ca", Kind.FILE, None,
+           "PEM certificate of the cluster's CA. With it TLS is mutual: peers are verified against this CA only, "
+           "and servers refuse clients without a certificate it signed.",
+           unset="the system's trust store; no client certificates"),
+    Option(_SSL + "server-name", Kind.STRING, None,
+           "Name every daemon's certificate carries, checked instead of the dialled address (for containers, "
+           "where addresses change).", unset="the dialled host"),
+    Option(_SSL_REST + "enabled", Kind.BOOL, False,
+           "HTTPS for the JobManager's REST API, dashboard and /metrics."),
+    Option(_SSL_REST + "cert", Kind.FILE, None, "PEM certificate of the REST API.",
+           unset="security.ssl.internal.cert"),
+    Option(_SSL_REST + "key", Kind.FILE, None, "PEM private key of security.ssl.rest.cert.",
+           unset="security.ssl.internal.key"),
+    Option(_SSL_REST + "ca", Kind.FILE, None,
+           "PEM CA certificate; with it HTTPS is mutual: the REST API refuses clients without a certificate it "
+           "signed.", unset="no client certificates"),
     # ---- TaskManager ----
     Option("taskmanager.numberOfTaskSlots", Kind.INT, os.cpu_count() or 1,
            "Slots of a TaskManager, one worker process each (default: the number of CPUs).", minimum=1),
@@ -268,6 +304,15 @@ def _parse(opt: Option, value: Any) -> Any:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise _Bad(f"is not one of {', '.join(opt.choices)}{hint}")
         return norm
+    if kind is Kind.BOOL:
+        if isinstance(value, bool):
+            return value
+        word = str(_scalar(value, "boolean")).strip().lower()
+        if word in ("true", "yes", "on", "1"):
+            return True
+        if word in ("false", "no", "off", "0"):
+            return False
+        raise _Bad("is not a boolean: write true or false")
     if kind is Kind.PATHS:
         items = value if isinstance(value, list) else str(_scalar(value, "list of directories")).split(",")
         dirs = [str(_scalar(d, "directory")).strip() for d in items]
@@ -286,6 +331,13 @@ def _parse(opt: Option, value: Any) -> Any:
                 ipaddress.IPv6Address(text.strip("[]"))
             except ValueError:
                 raise _Bad("is not a host name or IP address: give the port in its own key") from None
+    if kind is Kind.FILE:
+        path = os.path.expanduser(text)
+        if not os.path.isfile(path):
+            raise _Bad("names no file: give the path of an existing file")
+        if not os.access(path, os.R_OK):
+            raise _Bad("is not readable by this user")
+        return os.path.abspath(path)
     if kind is Kind.URI:
         scheme = text.split("://", 1)[0] if "://" in text else ""
         if scheme not in ("", "file", "s3"):
@@ -310,6 +362,8 @@ def format_value(opt: Option, value: Any) -> str:
         return format_duration(value)
     if opt.kind is Kind.PATHS:
         return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -603,3 +657,53 @@ def load(
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+# ---- this process's configuration ----
+_installed: Config | None = None
+_from_env: tuple[tuple[tuple[str, str], ...], Config] | None = None
+
+# keys every client and daemon of a cluster must agree on; daemons hand them to their child processes
+SECURITY_KEYS: tuple[str, ...] = tuple(
+    o.key for o in OPTIONS if o.key.startswith("security.") or o.key == "weir.auth.token")
+
+
+def install(cfg: Config) -> None:
+    """Make ``cfg`` this process's configuration and hand its security keys to child processes.
+
+    Daemons call it once at start with what their flags, file and environment gave; what creates channels and
+    servers later (:func:`current`) reads it. The security keys go into ``os.environ`` so that slot workers and
+    local-cluster daemons, started later as child processes, agree with this one.
+    """
+    global _installed
+    _installed = cfg
+    for key in SECURITY_KEYS:
+        env_var = KEYS[key].env_var
+        if cfg.get(key) is None:
+            os.environ.pop(env_var, None)
+        else:
+            os.environ[env_var] = cfg.raw(key)
+
+
+def current() -> Config:
+    """This process's configuration: what :func:`install` set, else the file and environment (cached).
+
+    Library code (``env.execute()`` against a remote JobManager, the CLI's clients) gets the cluster's token and
+    TLS settings this way without a flag.
+
+    Raises:
+        ConfigError: the file or the environment is invalid.
+    """
+    global _from_env
+    if _installed is not None:
+        return _installed
+    snapshot = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX)))
+    if _from_env is None or _from_env[0] != snapshot:
+        _from_env = (snapshot, load())
+    return _from_env[1]
+
+
+def reset() -> None:
+    """Forget the installed configuration (tests)."""
+    global _installed, _from_env
+    _installed = _from_env = None

@@ -4,6 +4,7 @@ docs/rest-api.yaml."""
 
 from __future__ import annotations
 
+from ssl import SSLContext
 from typing import TYPE_CHECKING
 
 from jobmanager.metrics import JobEvents, jobmanager_registry
@@ -20,14 +21,16 @@ __all__ = ["JobManagerRest"]
 class JobManagerRest:
     """The REST API and metrics of one JobManager, on ``host:port`` (port 0: any free one)."""
 
-    def __init__(self, jm: JobManager, host: str, port: int, token: str | None = None) -> None:
+    def __init__(self, jm: JobManager, host: str, port: int, token: str | None = None, *,
+                 read_without_token: bool = False, ssl: SSLContext | None = None) -> None:
         if jm.dispatcher is None:
             raise RuntimeError("the JobManager's Dispatcher must exist before its REST endpoint")
         self.events = JobEvents()
         self.events.attach(jm.dispatcher)
         self.registry = jobmanager_registry(jm.dispatcher, self.events)
-        self.api = RestApi(jm, jm.dispatcher, self.events, self.registry, token)
-        self.server = RestServer(self.api.router(), host, port, server_name=f"weir/{__version__}")
+        self.api = RestApi(jm, jm.dispatcher, self.events, self.registry, token,
+                           read_without_token=read_without_token, https=ssl is not None)
+        self.server = RestServer(self.api.router(), host, port, server_name=f"weir/{__version__}", ssl=ssl)
 
     async def start(self) -> None:
         await self.server.start()

@@ -14,7 +14,7 @@ import re
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -57,25 +57,30 @@ def _ms_or_none(t: float | None) -> int | None:
 
 class RestApi:
     def __init__(self, jm: JobManager, dispatcher: Dispatcher, events: JobEvents, registry: CollectorRegistry,
-                 token: str | None = None) -> None:
+                 token: str | None = None, *, read_without_token: bool = False, https: bool = False) -> None:
         self.jm = jm
         self.d = dispatcher
         self.events = events
         self.registry = registry
         self._token = token.encode() if token else None
+        self._read_without_token = read_without_token
+        self._https = https
         self.rest_port = 0  # the bound port, set once the server listens
 
     def router(self) -> Router:
         r = Router()
-        r.add("GET", "/overview", self.overview)
-        r.add("GET", "/jobs", self.jobs)
-        r.add("GET", "/jobs/{id}", self.job)
-        r.add("GET", "/jobs/{id}/checkpoints", self.checkpoints)
-        r.add("GET", "/jobs/{id}/exceptions", self.exceptions)
+        read = self._read
+        r.add("GET", "/overview", read(self.overview))
+        r.add("GET", "/jobs", read(self.jobs))
+        r.add("GET", "/jobs/{id}", read(self.job))
+        r.add("GET", "/jobs/{id}/checkpoints", read(self.checkpoints))
+        r.add("GET", "/jobs/{id}/exceptions", read(self.exceptions))
         r.add("POST", "/jobs/{id}/cancel", self.cancel)
         r.add("POST", "/jobs/{id}/savepoints", self.savepoint)
-        r.add("GET", "/taskmanagers", self.taskmanagers)
-        r.add("GET", "/config", self.config)
+        r.add("GET", "/taskmanagers", read(self.taskmanagers))
+        r.add("GET", "/config", read(self.config))
+        # /metrics stays open, as Flink's Prometheus reporter is: series carry ids and counts, no job data;
+        # the dashboard's own files hold no data either (it asks for the token when a read is refused)
         r.add("GET", "/metrics", self.metrics)
         r.add("GET", "/", self.dashboard)
         r.add("GET", "/static/{name}", self.static)
@@ -88,14 +93,25 @@ class RestApi:
             raise HTTPError(404, f"no job with id {request.params['id']!r}: see GET /jobs")
         return job
 
+    def _read(self, handler: Any) -> Any:
+        """``handler`` behind the token, unless reads are configured open (``weir.rest.read-without-token``)."""
+        if self._read_without_token:
+            return handler
+
+        async def guarded(request: Request) -> Response:
+            self._authorize(request)
+            return cast(Response, await handler(request))
+
+        return guarded
+
     def _authorize(self, request: Request) -> None:
         if self._token is None:
             return
         scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             raise HTTPError(401, "this JobManager requires a token for this request: send 'Authorization: Bearer "
-                                 "<token>' with the token the JobManager was started with (--rest-token or "
-                                 "WEIR_REST_TOKEN)", {"WWW-Authenticate": 'Bearer realm="weir"'})
+                                 "<token>' with the token the JobManager was started with (weir.rest.token, "
+                                 "else weir.auth.token)", {"WWW-Authenticate": 'Bearer realm="weir"'})
         if not hmac.compare_digest(given.strip().encode(), self._token):
             raise HTTPError(401, "the token is not valid",
                             {"WWW-Authenticate": 'Bearer realm="weir", error="invalid_token"'})
@@ -298,6 +314,8 @@ class RestApi:
                 "rest.bind-address": jm.host,
                 "rest.port": self.rest_port,
                 "rest.token-required": self._token is not None,
+                "weir.rest.read-without-token": self._read_without_token or self._token is None,
+                "security.ssl.rest.enabled": self._https,
                 "heartbeat.timeout": round(jm.heartbeat_timeout * 1000),
                 "slot.request.timeout": round(jm.slot_request_timeout * 1000),
                 "state.checkpoints.dir": self.d.checkpoints_dir,

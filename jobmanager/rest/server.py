@@ -24,6 +24,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from ssl import SSLContext
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -179,6 +180,7 @@ class RestServer:
         read_timeout: float = READ_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        ssl: SSLContext | None = None,
     ) -> None:
         self.router = router
         self.host = host
@@ -190,6 +192,7 @@ class RestServer:
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        self.ssl = ssl  # HTTPS when set (mutual when the context requires client certificates)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -202,7 +205,8 @@ class RestServer:
     async def start(self) -> None:
         try:
             self._server = await asyncio.start_server(self._accept, self.host, self.port,
-                                                      limit=self.max_head_bytes)
+                                                      limit=self.max_head_bytes, ssl=self.ssl,
+                                                      ssl_handshake_timeout=self.read_timeout if self.ssl else None)
         except OSError as e:
             why = "the address is in use" if e.errno == errno.EADDRINUSE else str(e)
             raise OSError(f"cannot bind the JobManager's REST port {self.host}:{self.port} ({why}): is another "

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import pickle
 import socket
+import ssl
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from taskmanager.network import frame
 from taskmanager.network.credit import ChannelClosedError, ReceiverCredit, SenderCredit
+from weir.rpc.tls import TlsConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,12 @@ M_LOCAL = 1  # payload: (values, timestamps) handed over in-process
 M_END = 2  # end of partition on a channel
 M_FAIL = 3  # payload: reason (the channel's producer or connection is gone)
 M_EVENT = 4  # payload: an in-band event (name, value), e.g. ("wm", 1000)
+
+HELLO_TIMEOUT = 10.0  # seconds a new data connection has to finish its TLS handshake and send its hello
+
+
+class HelloRefused(Exception):
+    """A data connection's first frame is not a hello of this cluster; the connection is closed."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,12 @@ class _InboundConnection:
     async def serve(self) -> None:
         mgr = self.manager
         try:
+            # the first frame must be the peer's hello, with the cluster token when there is one: nothing a peer
+            # sends is unpickled before that (records and events are pickles, i.e. code)
+            kind, _, payload = await asyncio.wait_for(frame.read_frame(self.reader), HELLO_TIMEOUT)
+            if kind != frame.HELLO:
+                raise frame.FrameError(f"expected a hello frame first, got kind {kind}")
+            self.peer = mgr.check_hello(payload)
             while True:
                 kind, cid, payload = await frame.read_frame(self.reader)
                 if kind == frame.DATA:
@@ -227,11 +242,11 @@ class _InboundConnection:
                         b[0].mailbox.put_nowait((M_END, b[1].index, None))
                 elif kind == frame.OPEN:
                     mgr._open_inbound(self, cid, pickle.loads(payload))
-                elif kind == frame.HELLO:
-                    self.peer = str(pickle.loads(payload))
                 else:
                     raise frame.FrameError(f"unexpected frame kind {kind} from {self.peer}")
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, frame.FrameError) as e:
+        except HelloRefused as e:
+            log.warning("refused a data connection from %s: %s", self.writer.get_extra_info("peername"), e)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, frame.FrameError, TimeoutError) as e:
             reason = f"lost the data connection from upstream worker {self.peer}: {e!r}"
             for gate, ch in self.bound.values():
                 gate.mailbox.put_nowait((M_FAIL, ch.index, reason))
@@ -256,9 +271,20 @@ class _InboundConnection:
 class ConnectionManager:
     """Owns a worker's data-plane server, its outbound connections and the registry of input gates."""
 
-    def __init__(self, worker_name: str, initial_credit: int = 4) -> None:
+    def __init__(self, worker_name: str, initial_credit: int = 4, *, token: str | None = None,
+                 tls: TlsConfig | None = None) -> None:
+        """Args:
+            worker_name: this worker's name, sent in its hellos.
+            initial_credit: buffers each input channel grants its sender up front.
+            token: the cluster token; peers must send it in their hello (and this worker sends it).
+            tls: TLS for the data server and the outbound connections (mutual when it has a CA).
+        """
         self.worker_name = worker_name
         self.initial_credit = initial_credit
+        self._token = token.encode() if token else b""
+        self._server_ssl = tls.server_context() if tls is not None else None
+        self._client_ssl = tls.client_context() if tls is not None else None
+        self._tls = tls
         self.address = ""
         self._server: asyncio.Server | None = None
         self._outbound: dict[str, OutboundConnection] = {}
@@ -268,10 +294,28 @@ class ConnectionManager:
         self._pending: dict[tuple[str, int, int], list[Any]] = defaultdict(list)
 
     async def start(self, host: str = "127.0.0.1", advertised_host: str | None = None) -> str:
-        self._server = await asyncio.start_server(self._accept, host, 0)
+        self._server = await asyncio.start_server(self._accept, host, 0, ssl=self._server_ssl,
+                                                  ssl_handshake_timeout=HELLO_TIMEOUT if self._server_ssl else None)
         port = self._server.sockets[0].getsockname()[1]
         self.address = f"{advertised_host or host}:{port}"
         return self.address
+
+    def hello(self) -> bytes:
+        """This worker's hello: ``name@address``, NUL, the cluster token (empty without one)."""
+        return f"{self.worker_name}@{self.address}".encode() + b"\0" + self._token
+
+    def check_hello(self, payload: bytes) -> str:
+        """The peer's name from its hello.
+
+        Raises:
+            HelloRefused: the hello is malformed or does not carry this cluster's token.
+        """
+        name, sep, token = payload.partition(b"\0")
+        if not sep:
+            raise HelloRefused("malformed hello (not a weir worker of this version?)")
+        if not hmac.compare_digest(token, self._token):
+            raise HelloRefused("missing or wrong cluster token: the peer is not of this cluster")
+        return name.decode(errors="replace")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -349,13 +393,23 @@ class ConnectionManager:
         try:
             host, port = address.rsplit(":", 1)
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 10)
+                if self._client_ssl is not None and self._tls is not None:
+                    opened = asyncio.open_connection(host, int(port), ssl=self._client_ssl,
+                                                     server_hostname=self._tls.server_hostname(host))
+                else:
+                    opened = asyncio.open_connection(host, int(port))
+                reader, writer = await asyncio.wait_for(opened, 10)
+            except ssl.SSLError as e:
+                raise ChannelClosedError(
+                    f"TLS handshake with worker data port {address} failed ({e.reason or e}): every TaskManager "
+                    "needs a certificate the cluster's CA (security.ssl.internal.ca) signed, naming its "
+                    "address") from e
             except (TimeoutError, OSError) as e:
                 raise ChannelClosedError(f"cannot connect to worker data port {address}: {e!r}") from e
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            writer.write(frame.encode_obj(frame.HELLO, 0, f"{self.worker_name}@{self.address}"))
+            writer.write(frame.encode(frame.HELLO, 0, self.hello()))
             conn = OutboundConnection(address, reader, writer)
             self._outbound[address] = conn
             fut.set_result(conn)

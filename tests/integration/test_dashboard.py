@@ -77,6 +77,7 @@ def dash_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
                      log_dir=str(home / "logs"), checkpoints_dir=f"file://{home}/checkpoints")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WEIR_REST_TOKEN", TOKEN)
+        mp.setenv("WEIR_REST_READ_WITHOUT_TOKEN", "true")  # the page shows the job; its buttons need the token
         mp.setenv("WEIR_HOME", str(home))
         c.start()
     pids = list(c.pids.values())

@@ -53,8 +53,8 @@ def call(c: LocalCluster, method: str, path: str, body: Any = None, token: str |
         conn.close()
 
 
-def get(c: LocalCluster, path: str) -> Any:
-    status, _, body = call(c, "GET", path)
+def get(c: LocalCluster, path: str, token: str | None = TOKEN) -> Any:
+    status, _, body = call(c, "GET", path, token=token)
     assert status == 200, (path, status, body)
     return body
 
@@ -367,12 +367,21 @@ def test_failing_job_exceptions_and_restarts(on_rest_cluster: LocalCluster) -> N
 def test_unknown_jobs_and_bad_requests_get_json_errors(rest_cluster: LocalCluster) -> None:
     c = rest_cluster
     for path in ("/jobs/no-such-job", "/jobs/no-such-job/checkpoints", "/jobs/no-such-job/exceptions"):
-        status, headers, body = call(c, "GET", path)
+        status, headers, body = call(c, "GET", path, token=TOKEN)
         assert status == 404 and headers["content-type"].startswith("application/json"), path
         assert "no-such-job" in body["errors"][0]
     for path in ("/jobs/no-such-job/cancel", "/jobs/no-such-job/savepoints"):
         assert call(c, "POST", path, token=TOKEN)[0] == 404
         assert call(c, "POST", path)[0] == 401  # the token is checked first: no probing for job ids
+
+    # reads need the token too unless weir.rest.read-without-token (the token is checked before the job id)
+    for path in ("/overview", "/jobs", "/jobs/no-such-job", "/taskmanagers", "/config"):
+        status, headers, body = call(c, "GET", path)
+        assert status == 401 and headers["www-authenticate"].startswith("Bearer"), path
+        assert "token" in body["errors"][0]
+        assert call(c, "GET", path, token="wrong")[0] == 401
+    # Prometheus and the dashboard's own files (which hold no data) stay open
+    assert call(c, "GET", "/metrics")[0] == 200 and call(c, "GET", "/")[0] == 200
 
     status, _, body = call(c, "GET", "/nothing/here")
     assert status == 404 and body["errors"]
@@ -404,12 +413,13 @@ def test_keep_alive_and_pipelining(rest_cluster: LocalCluster) -> None:
     c = rest_cluster
     conn = http.client.HTTPConnection(c.host, c.rest_port, timeout=10)
     try:
-        conn.request("GET", "/overview")
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        conn.request("GET", "/overview", headers=auth)
         r1 = conn.getresponse()
         assert r1.status == 200 and r1.getheader("Connection") == "keep-alive"
         json.loads(r1.read())
         sock = conn.sock
-        conn.request("GET", "/taskmanagers")
+        conn.request("GET", "/taskmanagers", headers=auth)
         r2 = conn.getresponse()
         assert r2.status == 200 and json.loads(r2.read())["taskmanagers"]
         assert conn.sock is sock, "the second request must reuse the connection"
@@ -417,7 +427,8 @@ def test_keep_alive_and_pipelining(rest_cluster: LocalCluster) -> None:
         conn.close()
     # two pipelined requests, then HTTP/1.0 without keep-alive: answered in order, then closed
     with socket.create_connection((c.host, c.rest_port), timeout=10) as s:
-        s.sendall(b"GET /overview HTTP/1.1\r\nHost: x\r\n\r\nGET /nothing HTTP/1.0\r\n\r\n")
+        s.sendall(b"GET /overview HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                  + b"\r\n\r\nGET /nothing HTTP/1.0\r\n\r\n")
         data = b""
         while chunk := s.recv(65536):
             data += chunk
@@ -439,6 +450,23 @@ def test_without_a_token_the_write_routes_are_open(tmp_path: Path) -> None:
     finally:
         c.stop()
     assert c.jobmanager is not None and not alive(c.jobmanager.pid)
+
+
+def test_reads_without_the_token_only_when_configured(tmp_path: Path) -> None:
+    c = LocalCluster(taskmanagers=0, log_dir=str(tmp_path / "logs"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WEIR_REST_TOKEN", TOKEN)
+        mp.setenv("WEIR_REST_READ_WITHOUT_TOKEN", "true")
+        mp.setenv("WEIR_HOME", str(tmp_path))
+        c.start()
+    try:
+        settings = get(c, "/config", token=None)["settings"]
+        assert settings["rest.token-required"] is True and settings["weir.rest.read-without-token"] is True
+        assert get(c, "/overview", token=None)["taskmanagers"] == 0
+        assert call(c, "POST", "/jobs/no-such-job/cancel")[0] == 401  # writes still need it
+        assert call(c, "POST", "/jobs/no-such-job/cancel", token=TOKEN)[0] == 404
+    finally:
+        c.stop()
 
 
 def test_the_openapi_file_documents_every_route() -> None:

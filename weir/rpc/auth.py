@@ -1,26 +1,32 @@
-"""A shared cluster secret on every control-plane call (``WEIR_AUTH_TOKEN``).
+"""A shared cluster secret on every control-plane call (``weir.auth.token``, ``$WEIR_AUTH_TOKEN``), and the
+channels and servers that carry it (over TLS when ``security.ssl.internal.enabled``, see :mod:`weir.rpc.tls`).
 
 A job is pickled code: whoever can submit one, or deploy tasks to a TaskManager, runs code there. With a token set
-(the same in the environment of every daemon and client of the cluster), the JobManager and the TaskManagers refuse
-every gRPC call that does not carry ``authorization: Bearer <token>`` with UNAUTHENTICATED, and every weir client
-and daemon sends it. Without a token the cluster is open (loopback development).
+(the same for every daemon and client of the cluster), the JobManager and the TaskManagers refuse every gRPC call
+that does not carry ``authorization: Bearer <token>`` with UNAUTHENTICATED, before any handler (and so before any
+unpickling) runs, and every weir client and daemon sends it. Without a token the cluster is open (loopback
+development). The token travels in clear unless TLS is on.
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from weir import config as wconfig
+from weir.rpc import tls
+
 TOKEN_ENV = "WEIR_AUTH_TOKEN"
+TOKEN_KEY = "weir.auth.token"
 _HEADER = "authorization"
 
 
 def cluster_token() -> str | None:
-    return os.environ.get(TOKEN_ENV) or None
+    """This process's cluster token (``weir.auth.token``: configuration file, ``$WEIR_AUTH_TOKEN`` or install)."""
+    return wconfig.current().get_str(TOKEN_KEY) or None
 
 
 def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
@@ -35,7 +41,8 @@ class TokenServerInterceptor(grpc.aio.ServerInterceptor):
 
         async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                f"missing or wrong cluster token: set {TOKEN_ENV} to the cluster's token")
+                                f"missing or wrong cluster token: set {TOKEN_KEY} (or ${TOKEN_ENV}) to the "
+                                "cluster's token")
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
 
@@ -73,10 +80,22 @@ class _AioClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.Unary
 
 
 def aio_channel(address: str, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
-    """An asyncio channel that sends the cluster token (when there is one) on every call."""
+    """An asyncio channel that sends the cluster token (when there is one) on every call; TLS when configured."""
     token = cluster_token()
     interceptors = [_AioClientInterceptor(token)] if token else None
-    return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    t = tls.internal()
+    if t is None:
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, t.channel_credentials(), options=options + t.channel_options(),
+                                   interceptors=interceptors)
+
+
+def bind(server: grpc.aio.Server, address: str) -> int:
+    """Open ``address`` on ``server``: TLS when configured (mutual with a CA). Returns the port, 0 if it failed."""
+    t = tls.internal()
+    if t is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, t.server_credentials())
 
 
 class _SyncClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
@@ -106,7 +125,11 @@ class _CallDetails(grpc.ClientCallDetails):
 
 
 def sync_channel(address: str, options: list[tuple[str, Any]]) -> grpc.Channel:
-    """A blocking channel that sends the cluster token (when there is one) on every call."""
-    channel = grpc.insecure_channel(address, options=options)
+    """A blocking channel that sends the cluster token (when there is one) on every call; TLS when configured."""
+    t = tls.internal()
+    if t is None:
+        channel = grpc.insecure_channel(address, options=options)
+    else:
+        channel = grpc.secure_channel(address, t.channel_credentials(), options=options + t.channel_options())
     token = cluster_token()
     return grpc.intercept_channel(channel, _SyncClientInterceptor(token)) if token else channel

@@ -144,10 +144,9 @@
 
   async function api(path, options = {}) {
     const headers = { Accept: "application/json" };
-    if (options.write) {
-      headers["Content-Type"] = "application/json";
-      if (token()) headers.Authorization = `Bearer ${token()}`;
-    }
+    // reads need the token too unless the JobManager serves them without (weir.rest.read-without-token)
+    if (token()) headers.Authorization = `Bearer ${token()}`;
+    if (options.write) headers["Content-Type"] = "application/json";
     const resp = await fetch(path, {
       method: options.write ? "POST" : "GET",
       headers,
@@ -209,10 +208,13 @@
         }
       }
       state.failing = null;
+      state.needsToken = false;
       state.lastOk = Date.now();
       state.polls += 1;
     } catch (e) {
       state.failing = e.message || String(e);
+      state.needsToken = e.status === 401;
+      if (state.needsToken && token()) sessionStorage.removeItem(TOKEN_KEY); // refused: ask again
     } finally {
       state.inFlight = false;
       render();
@@ -471,7 +473,13 @@
   function renderStatus() {
     const st = $("refresh-status");
     st.dataset.polls = String(state.polls);
-    if (state.failing) {
+    if (state.failing && state.needsToken) {
+      st.dataset.state = "token";
+      st.textContent = "token needed";
+      const banner = $("banner");
+      banner.hidden = false;
+      banner.textContent = "This JobManager shows its jobs only to holders of its REST token: enter it at the top right.";
+    } else if (state.failing) {
       st.dataset.state = "error";
       st.textContent = "JobManager unreachable";
       const banner = $("banner");
@@ -861,6 +869,7 @@
       $("token-input").value = "";
       state.action = null;
       render();
+      if (state.needsToken) schedule(0);
     });
     $("token-forget").addEventListener("click", () => {
       sessionStorage.removeItem(TOKEN_KEY);
