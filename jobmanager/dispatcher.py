@@ -81,6 +81,32 @@ def _checkpoint_config(conf: dict[str, str]) -> CheckpointConfig:
 
 
 @dataclass
+class TaskLoad:
+    """A subtask's busy and backpressured time ratios, from the cumulative seconds its heartbeats carry.
+
+    A ratio is the growth of the cumulative figure over the wall time between two samples at least
+    ``MIN_WINDOW`` apart (heartbeats come every second or so; closer samples would be noise).
+    """
+
+    MIN_WINDOW = 0.8
+
+    at: float | None = None
+    busy: float = 0.0
+    backpressured: float = 0.0
+    busy_ratio: float | None = None
+    backpressured_ratio: float | None = None
+
+    def update(self, now: float, busy: float, backpressured: float) -> None:
+        if self.at is not None and now - self.at < self.MIN_WINDOW and busy >= self.busy:
+            return
+        if self.at is not None and busy >= self.busy and backpressured >= self.backpressured:
+            dt = now - self.at
+            self.busy_ratio = min(1.0, (busy - self.busy) / dt)
+            self.backpressured_ratio = min(1.0, (backpressured - self.backpressured) / dt)
+        self.at, self.busy, self.backpressured = now, busy, backpressured
+
+
+@dataclass
 class Job:
     job_id: str
     name: str
@@ -96,6 +122,7 @@ class Job:
     slots: list[SlotRef] = field(default_factory=list)
     task_states: dict[tuple[str, int], str] = field(default_factory=dict)
     metrics: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    load: dict[tuple[str, int], TaskLoad] = field(default_factory=dict)  # busy / backpressured time ratios
     results: ResultBuffer | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     # checkpoints and recovery
@@ -364,11 +391,16 @@ class Dispatcher:
             job.final_commit_sent = True
             await self._control_all(job, "commit-final", 0)
 
-    def metrics(self, ms: list[TaskMetric]) -> None:
+    def metrics(self, ms: list[TaskMetric], now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         for m in ms:
             job = self.by_execution.get(m.execution_id)
             if job is not None and job.execution_id == m.execution_id:
                 job.metrics[(m.vertex_id, m.subtask)] = (m.records_in, m.records_out)
+                load = job.load.get((m.vertex_id, m.subtask))
+                if load is None:
+                    load = job.load[(m.vertex_id, m.subtask)] = TaskLoad()
+                load.update(now, m.busy_seconds, m.backpressured_seconds)
 
     async def taskmanager_lost(self, tm_id: str, reason: str) -> None:
         tm = self.registry.remove(tm_id)

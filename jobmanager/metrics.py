@@ -9,6 +9,8 @@ the hot paths:
 - ``weir_jobmanager_checkpoint_duration_seconds{job}``: trigger to completion of the latest retained checkpoint.
 - ``weir_jobmanager_checkpoint_size_bytes{job}``: full state size of the latest retained checkpoint (every state
   file it references, shared incremental files included, plus inline operator state).
+- ``weir_jobmanager_checkpoint_alignment_seconds{job}``: the longest barrier alignment (first barrier to last) of a
+  subtask in the latest retained checkpoint.
 - ``weir_jobmanager_last_checkpoint_age_seconds{job}``: seconds since the latest retained checkpoint completed,
   for jobs that have not ended.
 - ``weir_jobmanager_taskmanagers``: registered TaskManagers.
@@ -114,6 +116,9 @@ class JobManagerCollector(Collector):
                                      labels=["job"])
         size = GaugeMetricFamily("weir_jobmanager_checkpoint_size_bytes",
                                  "Full state size of the job's latest retained checkpoint", labels=["job"])
+        alignment = GaugeMetricFamily("weir_jobmanager_checkpoint_alignment_seconds",
+                                      "Longest barrier alignment of a subtask in the job's latest retained "
+                                      "checkpoint", labels=["job"])
         age = GaugeMetricFamily("weir_jobmanager_last_checkpoint_age_seconds",
                                 "Seconds since the job's latest retained checkpoint completed (jobs not ended)",
                                 labels=["job"])
@@ -125,12 +130,13 @@ class JobManagerCollector(Collector):
                 continue
             latest = j.completed[-1]
             size.add_metric([j.job_id], checkpoint_size(latest))
+            alignment.add_metric([j.job_id], latest.alignment_seconds)
             took = self.events.duration(j.job_id, latest.checkpoint_id) if self.events else None
             if took is not None:
                 duration.add_metric([j.job_id], took)
             if j.state not in TERMINAL_STATES:
                 age.add_metric([j.job_id], max(0.0, now - latest.timestamp))
-        yield from (restarts, checkpoints, duration, size, age)
+        yield from (restarts, checkpoints, duration, size, alignment, age)
 
         reg = d.registry
         yield GaugeMetricFamily("weir_jobmanager_taskmanagers", "Registered TaskManagers",

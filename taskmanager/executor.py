@@ -144,7 +144,9 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
                     loop.create_task(self._report_checkpoint(ex, v, s, cid, ok, state, reason))
                 elif msg[0] == "metrics":
                     for ex, v, s, rin, rout, snapshot in msg[1]:
-                        self.metrics[(ex, v, s)] = TaskMetric(ex, v, s, rin, rout)
+                        load = (snapshot.get("busy_seconds", 0.0), snapshot.get("backpressured_seconds", 0.0)) \
+                            if isinstance(snapshot, dict) else (0.0, 0.0)
+                        self.metrics[(ex, v, s)] = TaskMetric(ex, v, s, rin, rout, *load)
                         if snapshot is not None:
                             self.snapshots[(ex, v, s)] = snapshot
                 elif msg[0] == "canceled":

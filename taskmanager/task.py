@@ -51,6 +51,8 @@ from weir.graph.deployment import (
 )
 from weir.graph.jobgraph import JobGraph
 
+YIELD_INTERVAL = 0.02  # seconds a subtask may keep its worker's event loop while its mailbox stays full
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BUFFER_RECORDS = 1024
@@ -126,6 +128,8 @@ class StreamTask:
         self.restore = deployment.restore
         self.key_groups = key_group_range(self.vertex.max_parallelism, self.vertex.parallelism, deployment.subtask)
         self.aligner = BarrierAligner(0)
+        self._align_started: dict[int, float] = {}  # checkpoint id -> monotonic time of its first barrier
+        self._alignment: dict[int, float] = {}  # checkpoint id -> seconds its alignment took (until reported)
         self.backlog: deque[Any] = deque()
         self._barrier_targets: dict[int, str | None] = {}
         self._pending_barriers: list[tuple[int, str | None]] = []
@@ -447,6 +451,7 @@ class StreamTask:
         pts = self.processing_time
         timeout = self.graph.buffer_timeout_ms / 1000.0
         last_flush = time.monotonic()
+        last_yield = time.perf_counter()
         total = len(gate.channels)
         while self.ended < total:
             if mailbox.empty():
@@ -474,11 +479,17 @@ class StreamTask:
             self._handle(item)
             if pts._heap:
                 pts.run_due()
-            self.counters.busy_seconds += time.perf_counter() - t0
+            t1 = time.perf_counter()
+            self.counters.busy_seconds += t1 - t0
             force = timeout == 0
             await self._after_batch(force)
             if force:
                 last_flush = time.monotonic()
+            if t1 - last_yield >= YIELD_INTERVAL:
+                # a full mailbox would otherwise hold the worker's event loop: the other subtasks of the slot, its
+                # metrics and its control connection get a turn at least this often
+                await asyncio.sleep(0)
+                last_yield = time.perf_counter()
 
     def _handle(self, item: tuple[int, int, Any]) -> None:
         """One mailbox item. Input of a channel blocked by barrier alignment is set aside until it unblocks."""
@@ -497,6 +508,7 @@ class StreamTask:
             if payload[0] == "barrier":
                 cid, target = payload[1]
                 self._barrier_targets.setdefault(cid, target)
+                self._align_started.setdefault(cid, time.monotonic())  # the first barrier starts the alignment
                 self._apply(self.aligner.on_barrier(idx, cid))
             else:
                 self._on_event(idx, payload)
@@ -511,12 +523,15 @@ class StreamTask:
 
     def _apply(self, d: Decision) -> None:
         if d.trigger is not None:
+            started = self._align_started.pop(d.trigger, None)
+            self._alignment[d.trigger] = time.monotonic() - started if started is not None else 0.0
             self._checkpoint(d.trigger, self._barrier_targets.pop(d.trigger, None))
             held, self.backlog = self.backlog, deque()
             for item in held:  # in arrival order; a later barrier in there may block channels again
                 self._handle(item)
         if d.abort is not None:
             self._barrier_targets.pop(d.abort, None)
+            self._align_started.pop(d.abort, None)
 
     def _on_control(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
@@ -555,6 +570,7 @@ class StreamTask:
             for _, p in pendings:
                 p.discard()
             log.warning("%s: checkpoint %d failed: %s", self.name, checkpoint_id, e)
+            self._alignment.pop(checkpoint_id, None)
             self.report_checkpoint(checkpoint_id, False, b"", f"{self.name}: {type(e).__name__}: {e}")
             self._pending_barriers.append((checkpoint_id, target))
             return
@@ -585,7 +601,8 @@ class StreamTask:
             for uid, pending in pendings:
                 handle = await asyncio.to_thread(pending.upload, storage, f"{private}/{uid}", f"{shared}/{uid}")
                 states[uid].keyed.append(handle)
-            self.report_checkpoint(checkpoint_id, True, pickle.dumps(TaskStateSnapshot(states), protocol=5), "")
+            snapshot = TaskStateSnapshot(states, self._alignment.pop(checkpoint_id, 0.0))
+            self.report_checkpoint(checkpoint_id, True, pickle.dumps(snapshot, protocol=5), "")
         except asyncio.CancelledError:
             for _, p in pendings:
                 p.discard()
@@ -594,6 +611,7 @@ class StreamTask:
             for _, p in pendings:
                 p.discard()
             log.warning("%s: uploading checkpoint %d failed: %s", self.name, checkpoint_id, e)
+            self._alignment.pop(checkpoint_id, None)
             self.report_checkpoint(checkpoint_id, False, b"", f"{self.name}: upload failed: {type(e).__name__}: {e}")
 
     async def _end_input(self) -> None:

@@ -30,6 +30,7 @@ class CheckpointMetadata:
     storage_uri: str
     operators: dict[str, list[OperatorSubtaskState]] = field(default_factory=dict)
     savepoint: bool = False
+    alignment_seconds: float = 0.0  # the longest barrier alignment of any subtask
 
     def state_files(self) -> list[Any]:
         return [f for states in self.operators.values() for s in states for h in s.keyed for f in h.files]
@@ -39,14 +40,16 @@ def build_metadata(checkpoint_id: int, job_id: str, timestamp: float, storage_ur
                    states: dict[tuple[str, int], bytes], savepoint: bool) -> CheckpointMetadata:
     """Regroup the tasks' acknowledgements (pickled TaskStateSnapshots by (vertex, subtask)) by operator uid."""
     by_uid: dict[str, dict[int, OperatorSubtaskState]] = {}
+    alignment = 0.0
     for (_, subtask), raw in states.items():
         snap: TaskStateSnapshot = pickle.loads(raw)
+        alignment = max(alignment, snap.alignment_seconds)
         for uid, st in snap.operators.items():
             by_uid.setdefault(uid, {})[subtask] = st
     operators = {
         uid: [subs.get(i, OperatorSubtaskState()) for i in range(max(subs) + 1)] for uid, subs in by_uid.items()
     }
-    return CheckpointMetadata(checkpoint_id, job_id, timestamp, storage_uri, operators, savepoint)
+    return CheckpointMetadata(checkpoint_id, job_id, timestamp, storage_uri, operators, savepoint, alignment)
 
 
 def metadata_path(job_id: str, checkpoint_id: int) -> str:

@@ -51,6 +51,11 @@ def _ms(t: float) -> int:
     return round(t * 1000) if t else -1
 
 
+def _bp_level(ratio: float) -> str:
+    """Flink's backpressure levels: ok up to 10 % of the time waiting for credit, low up to 50 %, high above."""
+    return "high" if ratio > 0.5 else "low" if ratio > 0.1 else "ok"
+
+
 def _ms_or_none(t: float | None) -> int | None:
     return round(t * 1000) if t else None
 
@@ -159,6 +164,9 @@ class RestApi:
         vertices = []
         for v in info.vertices:
             tasks = Counter(s for (vid, _), s in job.task_states.items() if vid == v.vertex_id)
+            loads = [job.load[(v.vertex_id, i)] for i in range(v.parallelism) if (v.vertex_id, i) in job.load]
+            bp = [x.backpressured_ratio for x in loads if x.backpressured_ratio is not None]
+            busy = [x.busy_ratio for x in loads if x.busy_ratio is not None]
             vertices.append({
                 "id": v.vertex_id,
                 "name": v.name,
@@ -167,6 +175,9 @@ class RestApi:
                 "running": v.running,
                 "finished": v.finished,
                 "tasks": dict(sorted(tasks.items())),
+                # the busiest subtask speaks for the vertex, as in Flink's backpressure view
+                "backpressure": {"ratio": round(max(bp), 4), "level": _bp_level(max(bp))} if bp else None,
+                "busy-ratio": round(max(busy), 4) if busy else None,
             })
         return json_response({
             **self._summary(job, now),
@@ -194,6 +205,7 @@ class RestApi:
             "latest_ack_timestamp": _ms(md.timestamp),
             "end_to_end_duration": took_ms,
             "state_size": checkpoint_size(md),
+            "alignment_duration": round(md.alignment_seconds * 1000),
             "external_path": f"{md.storage_uri.rstrip('/')}/{path}",
         }
 

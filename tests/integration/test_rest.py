@@ -278,6 +278,8 @@ def test_running_job_checkpoints_metrics_savepoint_and_cancel(on_rest_cluster: L
             assert cp["end_to_end_duration"] is not None and 0 <= cp["end_to_end_duration"] < 10_000
             assert cp["trigger_timestamp"] == cp["latest_ack_timestamp"] - cp["end_to_end_duration"]
             assert cp["external_path"] == f"{c.checkpoints_dir}/{job_id}/chk-{cp['id']}"
+            assert isinstance(cp["alignment_duration"], int) and 0 <= cp["alignment_duration"] <= \
+                cp["end_to_end_duration"] + 1
 
         # /metrics against the JSON, from a moment when no checkpoint completed between the two JSON reads
         for _ in range(50):
@@ -296,6 +298,8 @@ def test_running_job_checkpoints_metrics_savepoint_and_cancel(on_rest_cluster: L
         assert series(m, "weir_jobmanager_checkpoint_size_bytes", job=job_id) == latest["state_size"]
         took = series(m, "weir_jobmanager_checkpoint_duration_seconds", job=job_id)
         assert took is not None and abs(took * 1000 - latest["end_to_end_duration"]) <= 1
+        aligned = series(m, "weir_jobmanager_checkpoint_alignment_seconds", job=job_id)
+        assert aligned is not None and abs(aligned * 1000 - latest["alignment_duration"]) <= 1
         age = series(m, "weir_jobmanager_last_checkpoint_age_seconds", job=job_id)
         assert age is not None and 0 <= age <= time.time() - latest["latest_ack_timestamp"] / 1000 + 0.01
         assert series(m, "weir_jobmanager_job_restarts_total", job=job_id) == 0
@@ -333,6 +337,35 @@ def test_running_job_checkpoints_metrics_savepoint_and_cancel(on_rest_cluster: L
     finally:
         if client.get_job_status() not in ("FINISHED", "FAILED", "CANCELED"):
             client.cancel()
+
+
+def slow_sink(v: Any) -> None:
+    time.sleep(0.002)
+
+
+def test_busy_and_backpressure_per_vertex(on_rest_cluster: LocalCluster) -> None:
+    """A slow sink: the API shows its vertex busy nearly all the time, and a backpressure figure per vertex."""
+    c = on_rest_cluster
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    env.from_source(NumberSequenceSource(0, 10**9), None, "fast source").rebalance().add_sink(slow_sink) \
+        .name("slow sink")
+    client = env.execute_async("backpressure")
+    job_id = client.get_job_id()
+    try:
+        def busy_sink() -> Any:
+            vs = get(c, f"/jobs/{job_id}")["vertices"]
+            return vs if vs[1]["busy-ratio"] is not None and vs[1]["busy-ratio"] > 0.5 else None
+
+        vs = wait_for(busy_sink, 60, "the slow sink's vertex to be reported busy")
+        for v in vs:
+            bp = v["backpressure"]
+            assert bp is not None and 0 <= bp["ratio"] <= 1 and bp["level"] in ("ok", "low", "high")
+            assert 0 <= v["busy-ratio"] <= 1
+        assert vs[1]["backpressure"] == {"ratio": 0.0, "level": "ok"}  # a sink waits for nobody
+    finally:
+        client.cancel()
+        wait_for(lambda: get(c, f"/jobs/{job_id}")["state"] == "CANCELED", 30, "the job to cancel")
 
 
 def test_failing_job_exceptions_and_restarts(on_rest_cluster: LocalCluster) -> None:

@@ -489,7 +489,8 @@ def test_kubernetes_jobmanager() -> None:
     assert int(ann["prometheus.io/port"]) == rest_port == 8081
     for probe in ("readinessProbe", "livenessProbe"):
         http = c[probe]["httpGet"]
-        assert http["path"] == "/overview" and http["port"] in (8081, "rest"), probe
+        # /metrics: open even when the JobManager has a REST token (reads of /overview then need it)
+        assert http["path"] == "/metrics" and http["port"] in (8081, "rest"), probe
     assert {p["containerPort"] for p in c["ports"]} >= {6123, 8081}
 
 

@@ -24,9 +24,11 @@ class OperatorSubtaskState:
 
 @dataclass
 class TaskStateSnapshot:
-    """A subtask's acknowledgement of a checkpoint: its operators' states by operator id (uid)."""
+    """A subtask's acknowledgement of a checkpoint: its operators' states by operator id (uid), and how long its
+    barrier alignment took (first barrier to last, 0 for a source or a single input channel)."""
 
     operators: dict[str, OperatorSubtaskState] = field(default_factory=dict)
+    alignment_seconds: float = 0.0
 
     @property
     def size(self) -> int:

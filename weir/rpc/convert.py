@@ -46,6 +46,8 @@ class TaskMetric:
     subtask: int
     records_in: int
     records_out: int
+    busy_seconds: float = 0.0  # cumulative, since the task started
+    backpressured_seconds: float = 0.0  # cumulative time waiting for credit downstream
 
 
 @dataclass
@@ -134,11 +136,13 @@ def job_from_pb(m: pb.JobStatus) -> JobInfo:
 
 def metrics_to_pb(ms: list[TaskMetric]) -> list[pb.TaskMetrics]:
     return [pb.TaskMetrics(execution_id=m.execution_id, vertex_id=m.vertex_id, subtask=m.subtask,
-                           records_in=m.records_in, records_out=m.records_out) for m in ms]
+                           records_in=m.records_in, records_out=m.records_out, busy_seconds=m.busy_seconds,
+                           backpressured_seconds=m.backpressured_seconds) for m in ms]
 
 
 def metrics_from_pb(ms: list[pb.TaskMetrics]) -> list[TaskMetric]:
-    return [TaskMetric(m.execution_id, m.vertex_id, m.subtask, m.records_in, m.records_out) for m in ms]
+    return [TaskMetric(m.execution_id, m.vertex_id, m.subtask, m.records_in, m.records_out, m.busy_seconds,
+                       m.backpressured_seconds) for m in ms]
 
 
 def slots_to_pb(slots: list[SlotAddress]) -> list[pb.SlotInfo]:

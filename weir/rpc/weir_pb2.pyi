@@ -179,18 +179,22 @@ class RegisterTaskManagerResponse(_message.Message):
     def __init__(self, jobmanager_id: _Optional[str] = ...) -> None: ...
 
 class TaskMetrics(_message.Message):
-    __slots__ = ("execution_id", "vertex_id", "subtask", "records_in", "records_out")
+    __slots__ = ("execution_id", "vertex_id", "subtask", "records_in", "records_out", "busy_seconds", "backpressured_seconds")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
     SUBTASK_FIELD_NUMBER: _ClassVar[int]
     RECORDS_IN_FIELD_NUMBER: _ClassVar[int]
     RECORDS_OUT_FIELD_NUMBER: _ClassVar[int]
+    BUSY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BACKPRESSURED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     vertex_id: str
     subtask: int
     records_in: int
     records_out: int
-    def __init__(self, execution_id: _Optional[str] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ...) -> None: ...
+    busy_seconds: float
+    backpressured_seconds: float
+    def __init__(self, execution_id: _Optional[str] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., busy_seconds: _Optional[float] = ..., backpressured_seconds: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("taskmanager_id", "metrics", "slots")
