@@ -83,6 +83,10 @@ def _make(
         op = CoFlatMapOperator(out, spec.fn)
     elif k in ("co_process", "keyed_co_process"):
         op = CoProcessOperator(out, spec.fn, spec.params.get("key_selectors"))
+    elif k in ("map_batches", "filter_batches", "aggregate_batches"):
+        from taskmanager.operators.vectorized import make_operator  # imports numpy/pyarrow: only when used
+
+        op = make_operator(k, out, spec.fn, spec.key_selector, spec.params)
     elif k == "sink":
         op = SinkOperator(spec.fn)
     elif k == "collect":

@@ -101,6 +101,49 @@ class DataStream:
             raise TypeError(f"DataStream.process expects a ProcessFunction, got {type(func).__name__}")
         return DataStream(self._env, self._add("process", "Process", func, output_type))
 
+    def map_batches(self, func: Any, schema: Any = None, batch_format: str = "arrow",
+                    output_records: str = "same") -> DataStream:
+        """Vectorized map: ``func`` maps a whole buffer of records, as columns, to the same number of rows.
+
+        Each buffer (up to ~1,024 records) becomes one ``pyarrow.RecordBatch``: scalar records a column ``f0``,
+        tuples/lists/unnamed ``Row``s a column per position (``f0``, ``f1``, ...), named ``Row``s, namedtuples and
+        dicts a column per field (see ``weir.common.columnar``). ``func`` returns a ``pyarrow.RecordBatch``, a
+        ``pyarrow.Table``, a dict of column name -> array (NumPy array, pyarrow array or list) or a single array
+        (one column ``f0``), with exactly one row per input row: row i is the record of input row i and keeps its
+        timestamp. The rows become records of the input's shape again (one column from scalars: scalars) -- unless
+        the next operator of the chain is columnar too (``map_batches``/``filter_batches``), which then gets the
+        columns as they are.
+
+        Args:
+            func: a callable ``batch -> columns``. A ``weir`` Function subclass with ``__call__`` also gets
+                ``open``/``close``.
+            schema: the input columns' Arrow types and names (a ``pyarrow.Schema``, ``Types.ROW_NAMED(...)`` or a
+                list of (name, type)); without it pyarrow infers them per buffer (a field that is None in a whole
+                buffer then has the null type).
+            batch_format: "arrow" (``func`` gets a ``pyarrow.RecordBatch``) or "numpy" (a dict of column name ->
+                NumPy array; strings are object arrays, integers with nulls float64 with NaN).
+            output_records: the records made of the result: "same" (the input's shape), "value" (one column),
+                "tuple", "list", "row" or "dict".
+
+        Raises:
+            TypeError: ``func`` is not callable, or a bad ``schema``; ``ValueError``: an unknown option. At run time
+            the job fails (naming map_batches) when records do not fit in columns or ``func`` returns anything else
+            or another number of rows.
+        """
+        params = _columnar_params("map_batches", func, schema, batch_format)
+        if output_records not in ("same", "value", "tuple", "list", "row", "dict"):
+            raise ValueError(f"map_batches: output_records must be 'same', 'value', 'tuple', 'list', 'row' or "
+                             f"'dict', got {output_records!r}")
+        params["output_records"] = output_records
+        return DataStream(self._env, self._add("map_batches", "MapBatches", func, params=params))
+
+    def filter_batches(self, func: Any, schema: Any = None, batch_format: str = "arrow") -> DataStream:
+        """Vectorized filter: ``func`` gets a buffer as columns (as in ``map_batches``) and returns one boolean per
+        row (a pyarrow or NumPy boolean array, or a list of bools); rows with True are kept with their
+        timestamps, rows with False or null are dropped."""
+        params = _columnar_params("filter_batches", func, schema, batch_format)
+        return DataStream(self._env, self._add("filter_batches", "FilterBatches", func, params=params))
+
     def assign_timestamps_and_watermarks(self, watermark_strategy: Any) -> DataStream:
         """Assign record timestamps and generate watermarks with ``watermark_strategy`` (a WatermarkStrategy)."""
         if not hasattr(watermark_strategy, "create_generator"):
@@ -265,6 +308,17 @@ def _field_aggregate(kind: str, position: int | str) -> Any:
     return reduce
 
 
+def _columnar_params(what: str, func: Any, schema: Any, batch_format: str) -> dict[str, Any]:
+    """Checks the arguments of a vectorized operator now, not on the cluster; the schema as a pyarrow.Schema."""
+    if not callable(func):
+        raise TypeError(f"{what} expects a callable taking a batch of columns, got {type(func).__name__}")
+    if batch_format not in ("arrow", "numpy"):
+        raise ValueError(f"{what}: batch_format must be 'arrow' or 'numpy', got {batch_format!r}")
+    from weir.common.columnar import to_schema  # pyarrow: only for jobs that use columns
+
+    return {"schema": to_schema(schema, what), "batch_format": batch_format}
+
+
 class KeyedStream(DataStream):
     """A stream partitioned by key: keyed operators see one key's records on one subtask, with keyed state."""
 
@@ -287,6 +341,27 @@ class KeyedStream(DataStream):
 
     def max(self, position_to_max: int | str = 0) -> DataStream:
         return self._keyed("reduce", "Keyed Max", _field_aggregate("max", position_to_max))
+
+    def aggregate_batches(self, agg: str, position: int | str = 0, emit: str = "record") -> DataStream:
+        """The rolling ``sum``/``min``/``max`` of a field per key, computed per buffer with NumPy.
+
+        With ``emit="record"`` the output is exactly that of ``sum(position)``/``min``/``max`` (one record per input
+        record: the key's first record with the field replaced by the running aggregate, with the input's
+        timestamp), and so is the keyed state. With ``emit="buffer"`` it emits, after each input buffer, only the
+        last of those records for each key in the buffer (with the timestamp of that key's last record): fewer
+        records, each equal to one of the rolling outputs, the last per key the same -- but how many depends on
+        how records were buffered, so not the same stream.
+
+        Fields that are all ints (within int64) or all floats are aggregated over arrays (float sums in record
+        order, so equal bit for bit); other buffers fall back to the record-at-a-time fold, with the same results.
+        """
+        if agg not in ("sum", "min", "max"):
+            raise ValueError(f"aggregate_batches: agg must be 'sum', 'min' or 'max', got {agg!r}")
+        if emit not in ("record", "buffer"):
+            raise ValueError(f"aggregate_batches: emit must be 'record' or 'buffer', got {emit!r}")
+        name = f"Keyed {agg.capitalize()} (batches{', per buffer' if emit == 'buffer' else ''})"
+        return self._keyed("aggregate_batches", name, _field_aggregate(agg, position), agg=agg, position=position,
+                           emit=emit)
 
     def process(self, func: Any, output_type: Any = None) -> DataStream:  # type: ignore[override]
         if not isinstance(func, KeyedProcessFunction | ProcessFunction):

@@ -16,7 +16,7 @@ TWO_INPUT_KINDS = frozenset({"co_map", "co_flat_map", "co_process", "keyed_co_pr
 PHYSICAL_KINDS = frozenset(
     {"source", "map", "flat_map", "filter", "process", "keyed_process", "reduce", "sink", "collect", "timestamps",
      "window"}
-) | TWO_INPUT_KINDS
+) | TWO_INPUT_KINDS | frozenset({"map_batches", "filter_batches", "aggregate_batches"})  # columnar (vectorized)
 VIRTUAL_KINDS = frozenset({"partition", "union", "side_output"})
 
 
