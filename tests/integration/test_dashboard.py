@@ -396,7 +396,8 @@ def check_dashboard(running_job: tuple[LocalCluster, JobClient], browser: Browse
         assert "parallelism 2" in node["text"] and v["name"].split(" -> ")[0] in node["text"], node
         assert node["recordsIn"] > 0 and node["recordsOut"] > 0, node
         assert float(node["rateOut"]) >= 0 and node["backpressure"] in ("none", "unknown", "ok", "low", "high")
-    assert snap["nodes"][0]["backpressure"] == "none"  # the source has no upstream
+    # measured by the TaskManagers and served by /jobs/{id}: a level for every vertex, not an estimate
+    assert all(n["backpressure"] in ("ok", "low", "high") for n in snap["nodes"]), snap["nodes"]
     assert float(snap["nodes"][0]["rateOut"]) > 0, snap["nodes"]  # an endless source keeps producing
     assert snap["edges"] == [[vertices[0]["id"], vertices[1]["id"]]]
     assert [r["id"] for r in snap["vertexRows"]] == [v["id"] for v in vertices]
