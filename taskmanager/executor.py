@@ -312,11 +312,12 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
                 lambda: (len(self.slots), sum(1 for s in self.slots if not s.tasks)),
             )
             try:
-                serve(self.host, self.metrics_port, collector)
+                serve(self.host, self.metrics_port, collector, tls.rest())
             except OSError as e:
                 raise OSError(f"cannot serve metrics on {self.host}:{self.metrics_port}: {e}; pick another "
                               "--metrics-port") from e
-            log.info("metrics at http://%s:%d/metrics", self.advertised_host, self.metrics_port)
+            log.info("metrics at %s://%s:%d/metrics", "https" if tls.rest() else "http", self.advertised_host,
+                     self.metrics_port)
         for slot in self.slots:
             await self._spawn(slot)
         await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in self.slots)), 60)

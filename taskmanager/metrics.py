@@ -7,6 +7,7 @@ operator chain; ``operator`` carries the chain's name, as Flink's task-level met
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from weir.rpc.tls import TlsConfig
 
 LABELS = ["job", "task", "operator", "subtask"]
 
@@ -78,9 +81,15 @@ def _labels(s: dict[str, Any]) -> list[str]:
     return [str(s["job"]), str(s["task"]), str(s["task"]), str(s["subtask"])]
 
 
-def serve(host: str, port: int, collector: TaskManagerCollector) -> CollectorRegistry:
-    """Serve ``/metrics`` from a registry of this daemon's own (never the global one)."""
+def serve(host: str, port: int, collector: TaskManagerCollector, tls: TlsConfig | None = None) -> CollectorRegistry:
+    """Serve ``/metrics`` from a registry of this daemon's own (never the global one); over HTTPS with ``tls``
+    (requiring a client certificate its CA signed when it has one)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    start_http_server(port, addr=host, registry=registry)
+    if tls is None:
+        start_http_server(port, addr=host, registry=registry)
+    else:
+        start_http_server(port, addr=host, registry=registry, certfile=tls.cert_file, keyfile=tls.key_file,
+                          client_cafile=tls.ca_file, client_auth_required=tls.mutual,
+                          tls_min_version=ssl.TLSVersion.TLSv1_2)
     return registry

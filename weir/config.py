@@ -132,7 +132,7 @@ OPTIONS: tuple[Option, ...] = (
            "Name every daemon's certificate carries, checked instead of the dialled address (for containers, "
            "where addresses change).", unset="the dialled host"),
     Option(_SSL_REST + "enabled", Kind.BOOL, False,
-           "HTTPS for the JobManager's REST API, dashboard and /metrics."),
+           "HTTPS for the JobManager's REST API, dashboard and /metrics, and for the TaskManagers' /metrics."),
     Option(_SSL_REST + "cert", Kind.FILE, None, "PEM certificate of the REST API.",
            unset="security.ssl.internal.cert"),
     Option(_SSL_REST + "key", Kind.FILE, None, "PEM private key of security.ssl.rest.cert.",

@@ -224,6 +224,15 @@ def test_rest_is_https(tls_cluster: LocalCluster, pki: dict[str, Any]) -> None:
         assert resp.status == 200 and b"weir_jobmanager" in resp.read()
     finally:
         conn.close()
+    # the TaskManagers' /metrics too
+    for port in tls_cluster.metrics_ports:
+        conn = http.client.HTTPSConnection(tls_cluster.host, port, timeout=30, context=ctx)
+        try:
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            assert resp.status == 200 and b"weir_taskmanager_slots" in resp.read()
+        finally:
+            conn.close()
     # plain HTTP on the HTTPS port gets no HTTP answer
     with socket.create_connection((tls_cluster.host, tls_cluster.rest_port), timeout=10) as s:
         s.sendall(b"GET /overview HTTP/1.1\r\nHost: x\r\n\r\n")
