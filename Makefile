@@ -42,3 +42,26 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# ---- bench-peers: weir side by side with PyFlink and Bytewax (benchmarks/peers/); not part of `make test` ----
+# Each peer gets its own venv (PyFlink is ~840 MB and runs on the machine's Java 17), made once (stamp files).
+PEERS_PYFLINK := .venv-pyflink
+PEERS_BYTEWAX := .venv-bytewax
+
+.PHONY: bench-peers
+bench-peers: install $(PEERS_PYFLINK)/.installed $(PEERS_BYTEWAX)/.installed
+	$(BIN)/python -m benchmarks.peers.run $(PEERS_ARGS)
+
+$(PEERS_PYFLINK)/.installed: benchmarks/peers/requirements-pyflink.txt
+	command -v java >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null; }
+	test -x $(PEERS_PYFLINK)/bin/python || $(PY) -m venv $(PEERS_PYFLINK)
+	$(PEERS_PYFLINK)/bin/pip install -q --upgrade pip
+	$(PEERS_PYFLINK)/bin/pip install -q -r benchmarks/peers/requirements-pyflink.txt
+	touch $@
+
+$(PEERS_BYTEWAX)/.installed: benchmarks/peers/requirements-bytewax.txt
+	test -x $(PEERS_BYTEWAX)/bin/python || $(PY) -m venv $(PEERS_BYTEWAX)
+	$(PEERS_BYTEWAX)/bin/pip install -q --upgrade pip
+	$(PEERS_BYTEWAX)/bin/pip install -q -r benchmarks/peers/requirements-bytewax.txt
+	touch $@
