@@ -52,7 +52,7 @@ class ColumnarOperator(Operator):
         self.fn = fn
         self.f = fn
         self.schema = params.get("schema")
-        self.batch_format = params.get("batch_format", "arrow")
+        self.numpy = params.get("batch_format", "arrow") == "numpy"
         self.columns_out: Any = None
 
     def open(self, ctx: RuntimeContext) -> None:
@@ -65,25 +65,25 @@ class ColumnarOperator(Operator):
         if not values:
             return
         batch, shape = self.c.records_to_batch(values, self.schema, self.what)
-        self._process(batch, shape, timestamps)
+        self._process(self.c.Columns(batch), shape, timestamps)
 
-    def process_columns(self, batch: Any, shape: Any, timestamps: list[int] | None) -> None:
-        """A buffer as columns, with the shape of records it stands for (``columnar.RecordShape``)."""
+    def process_columns(self, cols: Any, shape: Any, timestamps: list[int] | None) -> None:
+        """A buffer as ``columnar.Columns``, with the shape of the records it stands for (``RecordShape``)."""
         if self.schema is not None:
-            batch = self.c.conform_batch(batch, shape, self.schema, self.what)
-        self._process(batch, shape, timestamps)
+            cols = self.c.Columns(self.c.conform_batch(cols.arrow(), shape, self.schema, self.what))
+        self._process(cols, shape, timestamps)
 
-    def _process(self, batch: Any, shape: Any, timestamps: list[int] | None) -> None:
+    def _process(self, cols: Any, shape: Any, timestamps: list[int] | None) -> None:
         raise NotImplementedError
 
-    def _argument(self, batch: Any) -> Any:
-        return batch if self.batch_format == "arrow" else self.c.batch_to_numpy(batch)
+    def _argument(self, cols: Any) -> Any:
+        return cols.numpy() if self.numpy else cols.arrow()
 
-    def _emit(self, batch: Any, shape: Any, timestamps: list[int] | None) -> None:
+    def _emit(self, cols: Any, shape: Any, timestamps: list[int] | None) -> None:
         if self.columns_out is not None:
-            self.columns_out(batch, shape, timestamps)
+            self.columns_out(cols, shape, timestamps)
         else:
-            self.out(self.c.batch_to_records(batch, shape), timestamps)
+            self.out(cols.to_records(shape), timestamps)
 
 
 class MapBatchesOperator(ColumnarOperator):
@@ -95,19 +95,24 @@ class MapBatchesOperator(ColumnarOperator):
     def __init__(self, out: Emit, fn: Any, params: dict[str, Any]) -> None:
         super().__init__(out, fn, params)
         self.output_records = params.get("output_records", "same")
+        self._shapes: dict[tuple[Any, ...], Any] = {}
 
-    def _process(self, batch: Any, shape: Any, timestamps: list[int] | None) -> None:
-        n = batch.num_rows
+    def _process(self, cols: Any, shape: Any, timestamps: list[int] | None) -> None:
+        n = cols.num_rows
         if n == 0:
             return
-        result = self.c.result_to_batch(self.f(self._argument(batch)), "map_batches")
+        result = self.c.result_to_columns(self.f(self._argument(cols)), "map_batches")
         if result.num_rows != n:
             raise self.c.ColumnarError(
                 f"map_batches: the function returned {result.num_rows} rows for a buffer of {n}; map_batches is "
                 f"one-to-one (row i of the result is the record of input row i, with its timestamp): return one "
                 f"row per input row (drop rows with filter_batches)"
             )
-        self._emit(result, self.c.output_shape(shape, result.schema.names, self.output_records), timestamps)
+        names = tuple(result.names)
+        out_shape = self._shapes.get((shape, names))
+        if out_shape is None:
+            out_shape = self._shapes[(shape, names)] = self.c.output_shape(shape, names, self.output_records)
+        self._emit(result, out_shape, timestamps)
 
 
 class FilterBatchesOperator(ColumnarOperator):
@@ -117,20 +122,19 @@ class FilterBatchesOperator(ColumnarOperator):
     name = "filter_batches"
     what = "filter_batches"
 
-    def _process(self, batch: Any, shape: Any, timestamps: list[int] | None) -> None:
-        n = batch.num_rows
+    def _process(self, cols: Any, shape: Any, timestamps: list[int] | None) -> None:
+        n = cols.num_rows
         if n == 0:
             return
-        mask = self.c.result_to_mask(self.f(self._argument(batch)), n, "filter_batches")
-        kept = n - mask.false_count - mask.null_count
+        keep = self.c.result_to_mask(self.f(self._argument(cols)), n, "filter_batches")
+        kept = int(np.count_nonzero(keep))
         if kept == 0:
             return
         if kept < n:
-            keep = mask.fill_null(False)
-            batch = batch.filter(keep)
+            cols = cols.filter(keep)
             if timestamps is not None:
-                timestamps = list(itertools.compress(timestamps, keep.to_numpy(zero_copy_only=False).tolist()))
-        self._emit(batch, shape, timestamps)
+                timestamps = list(itertools.compress(timestamps, keep.tolist()))
+        self._emit(cols, shape, timestamps)
 
 
 # ---- keyed rolling aggregates ----

@@ -383,6 +383,48 @@ def test_chain_with_numpy_format_and_rows() -> None:
     assert rec.calls == [([Row(name="bcd", len=3), Row(name="ef", len=2)], [2, 3])]
 
 
+def test_numpy_format_chains_hand_on_the_arrays_themselves() -> None:
+    handed: list[Any] = []
+
+    def first(c: dict[str, Any]) -> dict[str, Any]:
+        out = {"x": c["f0"] * 2, "ok": c["f0"] % 2 == 0}
+        handed.append(out["x"])
+        return out
+
+    def second(c: dict[str, Any]) -> dict[str, Any]:
+        assert c["x"] is handed[0], "no Arrow round trip between numpy-format operators"
+        return {"y": c["x"] + 0.5}
+
+    ops, rec, _ = chain(spec("map_batches", 1, first, batch_format="numpy", output_records="same"),
+                        spec("filter_batches", 2, lambda c: c["ok"], batch_format="numpy"),
+                        spec("map_batches", 3, lambda c: {"x": c["x"], "y": c["x"] + 0.5}, batch_format="numpy",
+                             output_records="same"),
+                        spec("map_batches", 4, lambda b: {"y": b["y"]}, output_records="value"))
+    ops[0].process_batch([1, 2, 3, 4], [1, 2, 3, 4])
+    assert rec.calls == [([4.5, 8.5], [2, 4])]
+    ops, rec, _ = chain(spec("map_batches", 1, first, batch_format="numpy", output_records="same"),
+                        spec("map_batches", 2, second, batch_format="numpy", output_records="same"))
+    handed.clear()
+    ops[0].process_batch([1, 2], None)
+    assert rec.values == [(2.5,), (4.5,)]  # (x, ok) made the records tuples; one column stays a tuple
+
+
+@pytest.mark.parametrize("arrays", [
+    {"i": np.array([1, -2, 3]), "f": np.array([0.5, float("nan"), -0.0])},
+    {"b": np.array([True, False, True]), "u": np.array([2**64 - 1, 0, 7], dtype=np.uint64)},
+    {"i8": np.array([1, 2, 3], dtype=np.int8), "f32": np.array([0.1, 0.2, 0.3], dtype=np.float32)},
+])
+def test_numpy_columns_become_the_same_records_as_through_arrow(arrays: dict[str, Any]) -> None:
+    from weir.common.columnar import Columns, result_to_batch, result_to_columns
+
+    direct = result_to_columns(arrays)
+    assert direct._batch is None, "kept as NumPy arrays"
+    for shape_of in ([(1,)], [Row(1)], [{"a": 1}], [1]):
+        _, shape = records_to_batch(shape_of)
+        out_shape = output_shape(shape, list(arrays))
+        assert same_records(direct.to_records(out_shape), Columns(result_to_batch(arrays)).to_records(out_shape))
+
+
 # ---- filter_batches ----
 
 @pytest.mark.parametrize("mask", [

@@ -294,12 +294,15 @@ def output_shape(shape: RecordShape, names: Sequence[str], output_records: str =
 
 def batch_to_records(batch: Any, shape: RecordShape) -> list[Any]:
     """The records of ``batch`` in ``shape`` (from ``output_shape``)."""
-    cols = [column_to_list(c) for c in batch.columns]
+    return _rows([column_to_list(c) for c in batch.columns], shape, batch.num_rows)
+
+
+def _rows(cols: list[list[Any]], shape: RecordShape, num_rows: int) -> list[Any]:
     kind = shape.kind
     if kind == "value":
         return cols[0]
     if not cols:
-        return [() if kind == "tuple" else [] if kind == "list" else {} for _ in range(batch.num_rows)]
+        return [() if kind == "tuple" else [] if kind == "list" else {} for _ in range(num_rows)]
     if kind == "tuple":
         return list(zip(*cols, strict=True))
     if kind == "namedtuple":
@@ -389,24 +392,93 @@ def result_to_batch(result: Any, what: str = "map_batches") -> Any:
 
 
 def result_to_mask(result: Any, n: int, what: str = "filter_batches") -> Any:
-    """A filter function's result as a ``pyarrow.BooleanArray`` of ``n`` values (null counts as False).
+    """A filter function's result as a NumPy bool array of ``n`` values (null counts as False).
 
     Raises:
         ColumnarError: not a boolean array (pyarrow, NumPy or a list of bools) of length ``n``.
     """
-    mask = result
-    if isinstance(mask, pa.ChunkedArray):
-        mask = mask.combine_chunks()
-    elif isinstance(mask, np.ndarray | list | tuple):
-        try:
-            mask = pa.array(mask)
-        except (pa.ArrowException, TypeError, ValueError) as e:
-            raise ColumnarError(f"{what}: the function's result cannot become a boolean array: {e}") from None
-    if not isinstance(mask, pa.Array) or not (pa.types.is_boolean(mask.type) or pa.types.is_null(mask.type)):
-        got = f"an array of {mask.type}" if isinstance(mask, pa.Array) else type(result).__name__
-        raise ColumnarError(f"{what}: the function must return a boolean array (pyarrow, NumPy or a list of bools) "
-                            f"with one value per row; got {got}")
+    if type(result) is np.ndarray and result.dtype == np.bool_ and result.ndim == 1:
+        mask: Any = result
+    else:
+        mask = result
+        if isinstance(mask, pa.ChunkedArray):
+            mask = mask.combine_chunks()
+        elif isinstance(mask, np.ndarray | list | tuple):
+            try:
+                mask = pa.array(mask)
+            except (pa.ArrowException, TypeError, ValueError) as e:
+                raise ColumnarError(f"{what}: the function's result cannot become a boolean array: {e}") from None
+        if not isinstance(mask, pa.Array) or not (pa.types.is_boolean(mask.type) or pa.types.is_null(mask.type)):
+            got = f"an array of {mask.type}" if isinstance(mask, pa.Array) else type(result).__name__
+            raise ColumnarError(f"{what}: the function must return a boolean array (pyarrow, NumPy or a list of "
+                                f"bools) with one value per row; got {got}")
     if len(mask) != n:
         raise ColumnarError(f"{what}: the function returned {len(mask)} booleans for a buffer of {n} rows; "
                             f"it must return one per row")
+    if isinstance(mask, pa.Array):
+        mask = mask.cast(pa.bool_()).fill_null(False).to_numpy(zero_copy_only=False)
     return mask
+
+
+# ---- what columnar operators hand on inside a chain ----
+
+_NUMPY_DIRECT = frozenset("iufb")
+"""NumPy dtype kinds (ints, unsigned, floats, bools) whose ``tolist`` equals the round trip through Arrow: columns of
+these kinds go from one numpy-format operator to the next, and to records, without becoming Arrow arrays."""
+
+
+class Columns:
+    """A buffer as columns: an Arrow ``RecordBatch``, or a dict of 1-D NumPy arrays as a numpy-format function
+    returned them. Each form is made from the other when asked for, once; records made from either are the same."""
+
+    __slots__ = ("_batch", "_arrays", "num_rows")
+
+    def __init__(self, batch: Any = None, arrays: dict[str, Any] | None = None, num_rows: int = 0) -> None:
+        self._batch = batch
+        self._arrays = arrays
+        self.num_rows = batch.num_rows if batch is not None else num_rows
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._arrays) if self._batch is None and self._arrays is not None else self._batch.schema.names
+
+    def arrow(self) -> Any:
+        if self._batch is None:
+            assert self._arrays is not None
+            self._batch = pa.RecordBatch.from_arrays([pa.array(a) for a in self._arrays.values()],
+                                                     names=list(self._arrays))
+        return self._batch
+
+    def numpy(self) -> dict[str, Any]:
+        if self._arrays is None:
+            self._arrays = batch_to_numpy(self._batch)
+        return self._arrays
+
+    def filter(self, keep: Any) -> Columns:
+        """The rows where the NumPy bool array ``keep`` is True."""
+        if self._batch is None and self._arrays is not None:
+            return Columns(arrays={k: a[keep] for k, a in self._arrays.items()}, num_rows=int(keep.sum()))
+        return Columns(self._batch.filter(pa.array(keep)))
+
+    def to_records(self, shape: RecordShape) -> list[Any]:
+        if self._batch is None and self._arrays is not None:
+            cols = [a.tolist() for a in self._arrays.values()]
+            return _rows(cols, shape, self.num_rows)
+        return batch_to_records(self._batch, shape)
+
+
+def result_to_columns(result: Any, what: str = "map_batches") -> Columns:
+    """A user function's result as ``Columns``: a dict of equally long 1-D numeric/bool NumPy arrays stays as it
+    is; anything else goes through ``result_to_batch`` (which checks it)."""
+    if type(result) is dict and result:
+        n = -1
+        for k, a in result.items():
+            if type(k) is not str or type(a) is not np.ndarray or a.ndim != 1 or a.dtype.kind not in _NUMPY_DIRECT:
+                break
+            if n < 0:
+                n = len(a)
+            elif len(a) != n:
+                break
+        else:
+            return Columns(arrays=result, num_rows=n)
+    return Columns(result_to_batch(result, what))

@@ -114,6 +114,11 @@ class DataStream:
         the next operator of the chain is columnar too (``map_batches``/``filter_batches``), which then gets the
         columns as they are.
 
+        Where buffers start and end is the runtime's business (it depends on timing), so row i of the result should
+        depend on input row i only, and ``func`` should keep nothing across buffers (it would not be checkpointed).
+        Rows come back as ``RowKind.INSERT``. NumPy arrays may be read-only views of Arrow memory: return new
+        arrays rather than writing into them.
+
         Args:
             func: a callable ``batch -> columns``. A ``weir`` Function subclass with ``__call__`` also gets
                 ``open``/``close``.
