@@ -43,7 +43,7 @@ from typing import Any
 
 import cloudpickle
 
-from benchmarks import jobs
+from benchmarks import jobs, procs
 from client.gateway import JobManagerClient
 from client.local_cluster import LocalCluster
 from state.filesystem import FileSystemCheckpointStorage
@@ -98,46 +98,21 @@ def bench_line(figures: Figures) -> str:
     return "BENCH " + " ".join(f"{k}={_fmt(v)}" for k, v in figures.items())
 
 
-def _children(pid: int) -> list[int]:
-    """The pids whose parent is ``pid`` (from /proc)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(") ", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid:
-            out.append(int(d))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 def _cluster_pids(cluster: LocalCluster) -> list[int]:
     """The cluster's daemons and their slot workers."""
     pids = list(cluster.pids.values())
     for tm in cluster.taskmanager_procs:
-        pids += _children(tm.pid)
+        pids += procs.children(tm.pid)
     return pids
 
 
 def _reap(pids: Sequence[int], timeout: float = 5.0) -> list[int]:
     """Wait for ``pids`` (processes this benchmark started) to end; SIGKILL those left; return their pids."""
     deadline = time.monotonic() + timeout
-    left = [p for p in pids if _alive(p)]
+    left = [p for p in pids if procs.alive(p)]
     while left and time.monotonic() < deadline:
         time.sleep(0.05)
-        left = [p for p in left if _alive(p)]
+        left = [p for p in left if procs.alive(p)]
     for p in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)

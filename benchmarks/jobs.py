@@ -3,6 +3,12 @@
 The user functions live here, at module level, so the job and its baseline call the very same code.
 ``benchmarks.run`` registers this module with cloudpickle to be pickled by value, so TaskManagers
 that cannot import ``benchmarks`` still run the jobs.
+
+Each workload has two jobs: the throughput job (``build_*``: numbers -> the workload's logic -> a discarding
+sink, as fast as it goes) and the latency job (``latency_*``: the same logic over ``(payload, created)`` records
+from a rate-limited ``LatencySource``, each user function wrapped to carry ``created`` along, into a
+``LatencySink`` that histograms ``now - created``). Where several records make one output (a reduce, a window),
+the output carries the newest of their creation times.
 """
 
 from __future__ import annotations
@@ -10,8 +16,14 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
+from benchmarks.connectors import InterleavedSequenceSource, LatencySink, LatencySource
 from weir.common import Duration, Time, Types, WatermarkStrategy
-from weir.datastream import EmbeddedRocksDBStateBackend, HashMapStateBackend, StreamExecutionEnvironment
+from weir.datastream import (
+    DataStream,
+    EmbeddedRocksDBStateBackend,
+    HashMapStateBackend,
+    StreamExecutionEnvironment,
+)
 from weir.datastream.connectors import NumberSequenceSource, Sink, SinkWriter
 from weir.datastream.functions import KeyedProcessFunction, RuntimeContext
 from weir.datastream.state import MapStateDescriptor
@@ -61,6 +73,12 @@ def double(x: int) -> int:
 def not_multiple_of_3(x: int) -> bool:
     """W1 filter: keep x unless it is a multiple of 3."""
     return x % 3 != 0
+
+
+def expand(x: int) -> tuple[int, ...]:
+    """W1 flat_map: x -> (x,), and (x, x // 10) for every multiple of 10 (1.2 outputs per input after W1's map
+    and filter)."""
+    return (x, x // 10) if x % 10 == 0 else (x,)
 
 
 def to_key_one(x: int) -> tuple[int, int]:
@@ -178,23 +196,135 @@ class CountingSink(Sink):
         return _CountingWriter()
 
 
+# ---- latency variants: the same functions on (payload, created) records ----
+
+def lat_double(r: tuple[int, float]) -> tuple[int, float]:
+    """``double`` on the payload."""
+    return (double(r[0]), r[1])
+
+
+def lat_not_multiple_of_3(r: tuple[int, float]) -> bool:
+    """``not_multiple_of_3`` on the payload."""
+    return not_multiple_of_3(r[0])
+
+
+def lat_expand(r: tuple[int, float]) -> list[tuple[int, float]]:
+    """``expand`` on the payload; every output carries the input's creation time."""
+    c = r[1]
+    return [(y, c) for y in expand(r[0])]
+
+
+def lat_to_key_one(r: tuple[int, float]) -> tuple[tuple[int, int], float]:
+    """``to_key_one`` on the payload."""
+    return (to_key_one(r[0]), r[1])
+
+
+def lat_key(r: tuple[tuple[Any, ...], float]) -> Any:
+    """Key selector of the latency jobs: ``first_field`` of the payload."""
+    return r[0][0]
+
+
+def lat_sum_counts(a: tuple[tuple[int, int], float], b: tuple[tuple[int, int], float]) -> tuple[tuple[int, int], float]:
+    """``sum_counts`` on the payloads; the output is caused by ``b``, and carries its creation time."""
+    return (sum_counts(a[0], b[0]), b[1])
+
+
+def lat_w3_event(r: tuple[int, float]) -> tuple[tuple[int, int, int], float]:
+    """``w3_event`` on the payload."""
+    return (w3_event(r[0]), r[1])
+
+
+def lat_w3_event_time(value: tuple[tuple[int, int, int], float], record_timestamp: int) -> int:
+    """``w3_event_time`` of the payload."""
+    return value[0][1]
+
+
+def lat_sum_values(a: tuple[tuple[int, int, int], float],
+                   b: tuple[tuple[int, int, int], float]) -> tuple[tuple[int, int, int], float]:
+    """``sum_values`` on the payloads; a window's result carries its newest record's creation time."""
+    return (sum_values(a[0], b[0]), a[1] if a[1] > b[1] else b[1])
+
+
+def lat_window_of(r: tuple[tuple[int, int, int], float]) -> int:
+    """The start of the W3 window a latency job's window result belongs to (from the ts it carries)."""
+    ts = r[0][1]
+    return ts - ts % W3_WINDOW_MS
+
+
+def lat_w4_transaction(r: tuple[int, float]) -> tuple[tuple[int, int, int], float]:
+    """``w4_transaction`` on the payload."""
+    return (w4_transaction(r[0]), r[1])
+
+
+def lat_w4_transaction_time(value: tuple[tuple[int, int, int], float], record_timestamp: int) -> int:
+    """``w4_transaction_time`` of the payload."""
+    return value[0][2]
+
+
+class LatencyVelocityRule(VelocityRule):
+    """``VelocityRule`` over ``((customer, amount, ts), created)``: the MapState keeps per ts ``[amounts, newest
+    created]``, and an alert -- caused by the watermark passing a transaction's time -- carries that transaction's
+    creation time last."""
+
+    def process_element(self, value: Any, ctx: Any) -> None:
+        """Remembers the transaction (and its creation time) and registers an event-time timer at its time."""
+        (_, amount, ts), created = value
+        entry = self.recent.get(ts)
+        if entry is None:
+            self.recent.put(ts, [[amount], created])
+        else:
+            self.recent.put(ts, [entry[0] + [amount], max(entry[1], created)])
+        ctx.timer_service().register_event_time_timer(ts)
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Any:
+        """``VelocityRule.on_timer``; the alert carries the creation time of the transactions at ``timestamp``."""
+        horizon = timestamp - VELOCITY_MS
+        count = total = 0
+        created = 0.0
+        for ts in list(self.recent.keys()):
+            if ts <= horizon:
+                self.recent.remove(ts)
+            elif ts <= timestamp:
+                amounts, c = self.recent.get(ts)
+                count += len(amounts)
+                total += sum(amounts)
+                if ts == timestamp:
+                    created = c
+        if count > MAX_COUNT or total > MAX_AMOUNT:
+            yield ("alert", ctx.get_current_key(), timestamp, total, count, created)
+
+
 # ---- jobs ----
 
-def build_w1(env: StreamExecutionEnvironment, records: int) -> None:
-    """W1: NumberSequenceSource -> map -> filter -> discarding sink, all chained, parallelism 1."""
-    env.set_parallelism(1)
+def build_w1(env: StreamExecutionEnvironment, records: int, parallelism: int = 1) -> None:
+    """W1: NumberSequenceSource -> map -> filter -> flat_map -> discarding sink, all chained."""
+    env.set_parallelism(parallelism)
     (
         env.from_source(NumberSequenceSource(0, records - 1), source_name="Numbers")
         .map(double)
         .filter(not_multiple_of_3)
+        .flat_map(expand)
         .sink_to(CountingSink())
         .name("Discard")
     )
 
 
-def build_w2(env: StreamExecutionEnvironment, records: int) -> None:
-    """W2: NumberSequenceSource -> map to (key, 1) -> key_by -> reduce (sum) -> discarding sink, parallelism 2."""
-    env.set_parallelism(2)
+def latency_w1(env: StreamExecutionEnvironment, source: LatencySource, sink: LatencySink, parallelism: int) -> None:
+    """W1's latency job."""
+    env.set_parallelism(parallelism)
+    (
+        env.from_source(source, source_name="Rate-limited numbers")
+        .map(lat_double)
+        .filter(lat_not_multiple_of_3)
+        .flat_map(lat_expand)
+        .sink_to(sink)
+        .name("Latency")
+    )
+
+
+def build_w2(env: StreamExecutionEnvironment, records: int, parallelism: int = 2) -> None:
+    """W2: NumberSequenceSource -> map to (key, 1) -> key_by -> reduce (sum) -> discarding sink."""
+    env.set_parallelism(parallelism)
     (
         env.from_source(NumberSequenceSource(0, records - 1), source_name="Numbers")
         .map(to_key_one)
@@ -205,63 +335,108 @@ def build_w2(env: StreamExecutionEnvironment, records: int) -> None:
     )
 
 
-def _build_w3(env: StreamExecutionEnvironment, records: int) -> None:
-    env.set_parallelism(1)
+def latency_w2(env: StreamExecutionEnvironment, source: LatencySource, sink: LatencySink, parallelism: int) -> None:
+    """W2's latency job."""
+    env.set_parallelism(parallelism)
+    (
+        env.from_source(source, source_name="Rate-limited numbers")
+        .map(lat_to_key_one)
+        .key_by(lat_key)
+        .reduce(lat_sum_counts)
+        .sink_to(sink)
+        .name("Latency")
+    )
+
+
+def _w3_window(events: DataStream, event_time: Any, key: Any, reduce: Any) -> DataStream:
     strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(W3_DISORDER_MS // 1000))
-                .with_timestamp_assigner(w3_event_time))
-    (
-        env.from_source(NumberSequenceSource(0, records - 1), WatermarkStrategy.no_watermarks(), "Numbers")
-        .map(w3_event)
-        .assign_timestamps_and_watermarks(strategy)
-        .key_by(first_field)
+                .with_timestamp_assigner(event_time))
+    return (
+        events.assign_timestamps_and_watermarks(strategy)
+        .key_by(key)
         .window(TumblingEventTimeWindows.of(Time.minutes(W3_WINDOW_MS // 60_000)))
-        .reduce(sum_values)
-        .sink_to(CountingSink())
-        .name("Discard")
+        .reduce(reduce)
     )
 
 
-def build_w3_hashmap(env: StreamExecutionEnvironment, records: int) -> None:
-    """W3 on the hashmap backend: numbers -> map to (key, ts, value) -> timestamps and 2 s bounded watermarks ->
-    key_by -> 1-minute tumbling event-time window reduce (sum) -> discarding sink, parallelism 1."""
+def _build_w3(env: StreamExecutionEnvironment, records: int, parallelism: int) -> None:
+    env.set_parallelism(parallelism)
+    events = env.from_source(InterleavedSequenceSource(records), WatermarkStrategy.no_watermarks(),
+                             "Numbers").map(w3_event)
+    _w3_window(events, w3_event_time, first_field, sum_values).sink_to(CountingSink()).name("Discard")
+
+
+def build_w3_hashmap(env: StreamExecutionEnvironment, records: int, parallelism: int = 1) -> None:
+    """W3 on the hashmap backend: numbers (interleaved over the source subtasks) -> map to (key, ts, value) ->
+    timestamps and 2 s bounded watermarks -> key_by -> 1-minute tumbling event-time window reduce (sum) ->
+    discarding sink."""
     env.set_state_backend(HashMapStateBackend())
-    _build_w3(env, records)
+    _build_w3(env, records, parallelism)
 
 
-def build_w3_rocksdb(env: StreamExecutionEnvironment, records: int) -> None:
-    """W3 as ``build_w3_hashmap``, with the window contents in RocksDB."""
+def build_w3_rocksdb(env: StreamExecutionEnvironment, records: int, parallelism: int = 1) -> None:
+    """W3 as ``build_w3_hashmap``, with the window contents in RocksDB (W5 adds checkpoints every second)."""
     env.set_state_backend(EmbeddedRocksDBStateBackend())
-    _build_w3(env, records)
+    _build_w3(env, records, parallelism)
 
 
-def build_w4(env: StreamExecutionEnvironment, records: int) -> None:
-    """W4: numbers -> map to transactions -> timestamps and 5 s bounded watermarks -> key_by customer ->
-    VelocityRule (MapState, event-time timers) -> discarding sink, parallelism 2."""
-    env.set_parallelism(2)
+def _latency_w3(env: StreamExecutionEnvironment, source: LatencySource, sink: LatencySink, parallelism: int) -> None:
+    env.set_parallelism(parallelism)
+    events = env.from_source(source, WatermarkStrategy.no_watermarks(), "Rate-limited numbers").map(lat_w3_event)
+    # a window result is measured from the creation of the window's newest record over all keys (when the window's
+    # input was complete), not from its own key's newest: that one may come up to a whole window earlier
+    _w3_window(events, lat_w3_event_time, lat_key, lat_sum_values).sink_to(sink.with_group(lat_window_of)).name(
+        "Latency")
+
+
+def latency_w3_hashmap(env: StreamExecutionEnvironment, source: LatencySource, sink: LatencySink,
+                       parallelism: int) -> None:
+    """W3-hashmap's latency job."""
+    env.set_state_backend(HashMapStateBackend())
+    _latency_w3(env, source, sink, parallelism)
+
+
+def latency_w3_rocksdb(env: StreamExecutionEnvironment, source: LatencySource, sink: LatencySink,
+                       parallelism: int) -> None:
+    """W3-rocksdb's (and W5's) latency job."""
+    env.set_state_backend(EmbeddedRocksDBStateBackend())
+    _latency_w3(env, source, sink, parallelism)
+
+
+def _w4_rule(transactions: DataStream, event_time: Any, key: Any, rule: VelocityRule) -> DataStream:
     strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(W4_DISORDER_MS // 1000))
-                .with_timestamp_assigner(w4_transaction_time))
-    (
-        env.from_source(NumberSequenceSource(0, records - 1), WatermarkStrategy.no_watermarks(), "Transaction ids")
-        .map(w4_transaction)
-        .assign_timestamps_and_watermarks(strategy)
-        .key_by(first_field)
-        .process(VelocityRule())
-        .name("velocity rule")
-        .sink_to(CountingSink())
-        .name("Discard")
-    )
+                .with_timestamp_assigner(event_time))
+    return transactions.assign_timestamps_and_watermarks(strategy).key_by(key).process(rule).name("velocity rule")
+
+
+def build_w4(env: StreamExecutionEnvironment, records: int, parallelism: int = 2) -> None:
+    """W4: numbers (interleaved) -> map to transactions -> timestamps and 5 s bounded watermarks -> key_by
+    customer -> VelocityRule (MapState, event-time timers) -> discarding sink."""
+    env.set_parallelism(parallelism)
+    transactions = env.from_source(InterleavedSequenceSource(records), WatermarkStrategy.no_watermarks(),
+                                   "Transaction ids").map(w4_transaction)
+    _w4_rule(transactions, w4_transaction_time, first_field, VelocityRule()).sink_to(CountingSink()).name("Discard")
+
+
+def latency_w4(env: StreamExecutionEnvironment, source: LatencySource, sink: LatencySink, parallelism: int) -> None:
+    """W4's latency job (alerts carry the creation time of the transaction whose timer raised them)."""
+    env.set_parallelism(parallelism)
+    transactions = env.from_source(source, WatermarkStrategy.no_watermarks(),
+                                   "Rate-limited transaction ids").map(lat_w4_transaction)
+    _w4_rule(transactions, lat_w4_transaction_time, lat_key, LatencyVelocityRule()).sink_to(sink).name("Latency")
 
 
 # ---- baselines: one plain loop in this process, same functions, same records ----
 
 def baseline_w1(records: int) -> int:
     """W1 as a plain loop; returns the number of records that reach the sink."""
-    f_map, f_filter = double, not_multiple_of_3
+    f_map, f_filter, f_flat = double, not_multiple_of_3, expand
     count = 0
     for x in range(records):
         y = f_map(x)
         if f_filter(y):
-            count += 1
+            for _ in f_flat(y):
+                count += 1
     return count
 
 

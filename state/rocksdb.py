@@ -119,16 +119,25 @@ _pack_len = _LEN.pack
 class DbKeyCodec:
     """Encodes table entries ``(key, namespace)`` as DB keys (see the module docstring).
 
+    The encoded head of a key (key group, length, pickle) and the encoded tail of a namespace are remembered for
+    keys and namespaces of the exact types ``int`` and ``str`` (``memo_entries`` of each at most; the memo is
+    emptied when full), so writing out a cache of recurring keys -- every checkpoint does -- does not pickle and
+    hash them again. Only those two types: equal values of other types (``True``, ``1.0``, an ``IntEnum``) would
+    share a memo entry whose bytes were made from another type.
+
     Not thread-safe (it reuses one pickler): one per backend, used by the backend's mailbox thread.
     """
 
-    def __init__(self, max_parallelism: int) -> None:
+    def __init__(self, max_parallelism: int, memo_entries: int = 1 << 15) -> None:
         """A codec for ``max_parallelism`` key groups."""
         self.max_parallelism = max_parallelism
         self._buf = io.BytesIO()
         self._pickler = pickle.Pickler(self._buf, _PROTOCOL)
         # fast mode: no memo, so equal objects pickle to equal bytes whatever their identities
         setattr(self._pickler, "fast", True)  # noqa: B010 - typeshed types the attribute wrongly
+        self._memo_entries = memo_entries
+        self._heads: dict[int | str, bytes] = {}
+        self._tails: dict[int | str, bytes] = {}
 
     def _canonical_pickle(self, obj: Any) -> bytes:
         t = type(obj)
@@ -140,6 +149,16 @@ class DbKeyCodec:
         self._pickler.dump(obj)
         return buf.getvalue()
 
+    def _head(self, key: Any) -> bytes:
+        """key group | len | pickle of ``key`` (canonicalized)."""
+        t = type(key)
+        if t is str or t is int:  # the common keys: their pickles are canonical already
+            kb = _dumps(key, _PROTOCOL)
+        else:
+            key = _canonical(key)
+            kb = self._canonical_pickle(key)
+        return _pack_head(key_group_for(key, self.max_parallelism), len(kb)) + kb
+
     def encode(self, entry: tuple[Any, Any]) -> bytes:
         """The DB key of ``entry``.
 
@@ -150,16 +169,29 @@ class DbKeyCodec:
             raise TypeError(f"a state table is keyed by (key, namespace) pairs, got {entry!r:.80}")
         key, ns = entry
         t = type(key)
-        if t is str or t is int:  # the common keys: their pickles are canonical already
-            kb = _dumps(key, _PROTOCOL)
+        if t is int or t is str:
+            head = self._heads.get(key)
+            if head is None:
+                heads = self._heads
+                if len(heads) >= self._memo_entries:
+                    heads.clear()
+                head = heads[key] = self._head(key)
         else:
-            key = _canonical(key)
-            kb = self._canonical_pickle(key)
-        head = _pack_head(key_group_for(key, self.max_parallelism), len(kb))
+            head = self._head(key)
         if ns is None:
-            return head + kb + _NONE_TAIL
+            return head + _NONE_TAIL
+        t = type(ns)
+        if t is int or t is str:
+            tail = self._tails.get(ns)
+            if tail is None:
+                tails = self._tails
+                if len(tails) >= self._memo_entries:
+                    tails.clear()
+                nb = _dumps(ns, _PROTOCOL)
+                tail = tails[ns] = _pack_len(len(nb)) + nb
+            return head + tail
         nb = self._canonical_pickle(_canonical(ns))
-        return head + kb + _pack_len(len(nb)) + nb
+        return head + _pack_len(len(nb)) + nb
 
 
 def encode_db_key(entry: tuple[Any, Any], max_parallelism: int) -> bytes:
@@ -267,16 +299,22 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
 
     def put_new(self, k: tuple[Any, Any], v: Any) -> None:
         """Creates entry ``k``, which the caller knows is in neither the cache nor the DB (no read needed)."""
-        self[k] = v
-        self._new.add(k)
+        dirty = self._dirty
+        if k not in dirty:  # (an unwritten change of ``k`` would mean the DB may hold it: not new then)
+            self._new.add(k)
+        c = self._cache
+        c[k] = v
+        dirty.add(k)
+        if len(c) > self._limit:
+            self._backend._overflow()
 
     def discard(self, k: tuple[Any, Any]) -> None:
         """Deletes entry ``k`` if present, without reading it (a blind delete)."""
         c = self._cache
-        if k in self._new:  # never written to the DB: forget it
+        if k in self._new:  # never written to the DB: forget it, and leave the cache to live entries
             self._new.discard(k)
             self._dirty.discard(k)
-            c[k] = _ABSENT  # known absent, clean
+            c.pop(k, None)
             return
         if c.get(k) is _ABSENT:  # known absent, or its delete is pending already
             return
@@ -296,14 +334,24 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         Raises:
             KeyError: ``k`` is absent and no default was given.
         """
-        v = self._cache.get(k, _MISS)
+        c = self._cache
+        v = c.get(k, _MISS)
         if v is _MISS:
             v = self._load(k)
         if v is _ABSENT:
             if default is _NO_DEFAULT:
                 raise KeyError(k)
             return default
-        self.discard(k)
+        # ``discard``, inlined (windows pop every entry they create)
+        if k in self._new:
+            self._new.discard(k)
+            self._dirty.discard(k)
+            c.pop(k, None)
+        else:
+            c[k] = _ABSENT
+            self._dirty.add(k)
+            if len(c) > self._limit:
+                self._backend._overflow()
         return v
 
     # -- whole-table operations -----------------------------------------------------------------------------
@@ -583,10 +631,12 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         tables = list(self._tables.values())
         total = sum(len(t._cache) for t in tables)
         if total > self.cache_entries:
-            self.flush()
+            self.flush()  # (drops the deletes it wrote from the caches)
+            total = sum(len(t._cache) for t in tables)
             keep = self.cache_entries // 2
-            for t in tables:
-                t._evict_to(len(t._cache) * keep // total)
+            if total > keep:
+                for t in tables:
+                    t._evict_to(len(t._cache) * keep // total)
         self._set_limits()
 
     def cached_entries(self) -> int:
@@ -598,7 +648,9 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         return sum(len(t._dirty) for t in self._tables.values())
 
     def flush(self) -> None:
-        """Writes every dirty cache entry to the DB in one WriteBatch (entries stay cached, clean).
+        """Writes every dirty cache entry to the DB in one WriteBatch. Written values stay cached, clean; written
+        deletes leave the cache (the cache is for live entries: a later read of such a key asks the DB, whose
+        bloom filter answers a miss cheaply).
 
         Raises:
             TypeError: a value cannot be pickled (the entry stays dirty).
@@ -608,26 +660,36 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             return
         db = self._open_db()
         wb = WriteBatch(raw_mode=True)
+        put, delete = wb.put, wb.delete
         enc = self._encode
+        dumps = _dumps
+        deleted: list[tuple[dict[tuple[Any, Any], Any], list[tuple[Any, Any]]]] = []
         for t in dirty:
             cache, h = t._cache, t._cfh
+            gone: list[tuple[Any, Any]] = []
             for k in t._dirty:
                 v = cache[k]
                 if v is _ABSENT:
-                    wb.delete(enc(k), h)
+                    delete(enc(k), h)
+                    gone.append(k)
                     continue
                 try:
-                    data = _dumps(v, _PROTOCOL)
+                    data = dumps(v, _PROTOCOL)
                 except Exception as e:
                     raise TypeError(
                         f"state {t.name!r}: the value of key {k[0]!r:.60} (namespace {k[1]!r:.60}) cannot be "
                         f"pickled: {e}"
                     ) from e
-                wb.put(enc(k), data, h)
+                put(enc(k), data, h)
+            if gone:
+                deleted.append((cache, gone))
         db.write(wb, self._write_opts)
         for t in dirty:
             t._dirty.clear()
             t._new.clear()
+        for cache, gone in deleted:
+            for k in gone:
+                del cache[k]
 
     # -- key groups -----------------------------------------------------------------------------------------
 
