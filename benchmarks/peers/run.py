@@ -63,8 +63,8 @@ CHECK_RECORDS = 100_000
 """Records of the check run (all three engines; PyFlink's measurement): 10-30 s of PyFlink per workload."""
 QUICK_MAIN, QUICK_CHECK = 200_000, 20_000
 PYFLINK_CONF = ("python.execution-mode=thread",)
-"""PyFlink's Python functions run in the JVM's threads (pemja), its faster mode: here 3-5x the records/s of the
-default process mode (Beam workers over gRPC) on the keyed workloads."""
+"""PyFlink's Python functions run in the JVM's threads (pemja), its faster mode: a keyed reduce over 10,000 keys
+ran 3-4x faster here than in the default process mode (Python workers fed over gRPC, state fetched per key)."""
 TARGETS = {"pyflink": 10.0, "bytewax": 2.0}
 """weir's throughput targets relative to each peer at parallelism 2 (printed, never asserted)."""
 JOB_TIMEOUT_S = 1800
@@ -195,12 +195,18 @@ def machine() -> dict[str, str]:
         except (OSError, subprocess.SubprocessError, IndexError):
             versions.append(f"{dist}: not installed in {VENVS[engine]}")
     info["engines"] = ", ".join(versions)
+    info["load"] = end_load()
     try:
         java = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=60).stderr
         info["java"] = java.splitlines()[0] if java else "?"
     except OSError:
         info["java"] = "not found"
     return info
+
+
+def end_load() -> str:
+    """The 1-minute load average now."""
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
 
 
 def ratio(a: Measurement | None, b: Measurement | None) -> float | None:
@@ -223,7 +229,7 @@ def markdown(results: Sequence[Measurement], ratios: Sequence[tuple[str, int, fl
         "# weir, PyFlink and Bytewax side by side (`make bench-peers`)",
         "",
         f"- date: {when}",
-        *(f"- {k}: {v}" for k, v in info.items()),
+        *(f"- {k}: {v}" for k, v in info.items() if k != "load"),
         f"- command: `{' '.join(['python -m benchmarks.peers.run', *args.argv])}`",
         "- outputs: " + ("all digests equal (every engine, every run, and the plain-Python reference)" if ok
                          else "**MISMATCH or FAILED JOB: see below**"),
@@ -240,8 +246,13 @@ def markdown(results: Sequence[Measurement], ratios: Sequence[tuple[str, int, fl
         "its p processes (1 worker each), earliest start to latest end",
         "- wall s: the job's process(es) from launch to exit: interpreter, imports, JVM (PyFlink), cluster "
         "start and stop (weir), the job, the digest. Not included anywhere: venv creation, data generation",
-        f"- PyFlink configuration: {', '.join(args.pyflink_conf) or 'defaults'} (thread mode: Python functions "
-        "in the JVM through pemja; the default process mode ran the keyed workloads 3-5x slower here)",
+        f"- PyFlink configuration: {', '.join(args.pyflink_conf) or 'defaults'}"
+        + (" (thread mode: the Python functions run inside the JVM through pemja, all subtasks under one GIL; "
+           "the default process mode, with Python worker processes fed over gRPC, ran a keyed reduce over "
+           "10,000 keys 3-4x slower here)" if "python.execution-mode=thread" in args.pyflink_conf else "")
+        + "; started as `python pyflink_jobs.py`, i.e. on a local MiniCluster",
+        f"- load average (1 min) at start / end: {info.get('load', '?')} / {end_load()} (others' processes "
+        "share the 2 cores: figures from a busy machine are noisy)",
         "- digest: each job ends in a counting sink that folds its output into an order-independent digest "
         "(record count and a 64-bit multiset hash; W2: per key the number of outputs and the final sum)",
         "",
