@@ -14,6 +14,7 @@ import sys
 
 import cloudpickle
 
+from weir.graph import python_files
 from weir.graph.jobgraph import JobGraph, topology
 
 _OWN_PACKAGES = {"weir", "client", "jobmanager", "taskmanager", "state"}
@@ -48,4 +49,6 @@ def package(graph: JobGraph) -> tuple[bytes, bytes]:
             f"the job cannot be shipped: a function or object it uses cannot be pickled ({e}). Open "
             "connections, locks and files must be created in open(), not captured from the job file."
         ) from e
-    return graph_bytes, pickle.dumps(topology(graph), protocol=5)
+    # env.add_python_file: the files travel in front of the graph and are importable before it is unpickled
+    files = [f for f in graph.config.get(python_files.CONFIG_KEY, "").split(",") if f]
+    return python_files.pack(graph_bytes, files), pickle.dumps(topology(graph), protocol=5)

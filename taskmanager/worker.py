@@ -24,6 +24,7 @@ import cloudpickle
 from taskmanager.network import frame
 from taskmanager.network.connection import ConnectionManager
 from taskmanager.task import StreamTask
+from weir.graph import python_files
 from weir.graph.deployment import TaskDeployment
 from weir.graph.jobgraph import JobGraph
 from weir.rpc import tls
@@ -107,6 +108,7 @@ class Worker:
 
     def _deploy(self, execution_id: str, graph_bytes: bytes, deployments: list[TaskDeployment]) -> None:
         try:
+            graph_bytes, _ = python_files.unpack(graph_bytes, self.local_dir)
             graph: JobGraph = cloudpickle.loads(graph_bytes)
         except Exception:
             cause = "the job could not be loaded on the TaskManager:\n" + traceback.format_exc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,6 +71,22 @@ class StreamExecutionEnvironment:
 
     def get_buffer_timeout(self) -> int:
         return self._buffer_timeout_ms
+
+    def add_python_file(self, file_path: str) -> None:
+        """Ship a Python file, a package directory or a directory of modules with the job (PyFlink's
+        ``python.files``): on the TaskManagers it is put on ``sys.path`` before the job's functions are loaded.
+
+        Raises:
+            FileNotFoundError: ``file_path`` does not exist.
+        """
+        from weir.graph.python_files import CONFIG_KEY
+
+        path = os.path.abspath(os.path.expanduser(file_path))
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"add_python_file: {file_path} does not exist")
+        files = [f for f in (self._config.get_string(CONFIG_KEY, "") or "").split(",") if f]
+        if path not in files:
+            self._config.set_string(CONFIG_KEY, ",".join([*files, path]))
 
     def get_config(self) -> ExecutionConfig:
         return self._config
