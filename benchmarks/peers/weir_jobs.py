@@ -2,8 +2,7 @@
 
 This is ``pyflink_jobs.py`` with the import prefix ``pyflink`` changed to ``weir``; the lines that differ
 otherwise are marked ``# weir:``. They are: the discarding sink (PyFlink's is a Java class, weir's a Python
-``Sink``), shipping ``workloads`` to the workers (``cloudpickle.register_pickle_by_value`` where PyFlink has
-``env.add_python_file``, which weir lacks), and the cluster: the job runs on a ``LocalCluster`` of one
+``Sink``) and the cluster: the job runs on a ``LocalCluster`` of one
 JobManager and ``parallelism`` TaskManagers of one slot each, started before ``env.execute()`` (as
 ``benchmarks/run.py`` does) and stopped after. Run by ``python -m benchmarks.peers.run``; by hand::
 
@@ -25,7 +24,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import cloudpickle  # weir: ships ``workloads`` to the workers by value
 import workloads as wl
 
 from client.local_cluster import LocalCluster  # weir: the cluster the job runs on
@@ -188,11 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     for option in args.conf:
         key, _, value = option.partition("=")
         conf.set_string(key, value)
-    cloudpickle.register_pickle_by_value(wl)  # weir: PyFlink has env.add_python_file(wl.__file__)
     with LocalCluster(taskmanagers=args.parallelism, slots=1, quiet=True) as cluster:  # weir
         set_context(ExecutionContext(jobmanager_address=cluster.address))  # weir
         env = StreamExecutionEnvironment.get_execution_environment(conf)
         env.set_parallelism(args.parallelism)
+        env.add_python_file(wl.__file__)  # the workers import ``workloads`` too
         build(env, args.workload, str(Path(args.data).resolve()), str(Path(args.digests).resolve()))
         start = time.time()
         result = env.execute(f"peers {args.workload} {ENGINE} p={args.parallelism}")
