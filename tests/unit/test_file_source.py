@@ -253,3 +253,28 @@ def test_invalid_utf8_names_file_and_byte_offset(tmp_path: Path) -> None:
     assert reader.snapshot_state() == [(str(f), 3)]
     copy = pickle.loads(pickle.dumps(err))
     assert str(copy) == str(err)
+
+
+@pytest.mark.parametrize("max_records", [1, 7, 1024, 5000])
+def test_large_files_read_in_chunks_keep_exact_offsets(tmp_path: Path, max_records: int) -> None:
+    """Files of several read chunks: every line once, in order, and a snapshot after any poll resumes exactly
+    after the lines handed out (lines read ahead but not handed out are not lost)."""
+    lines = [f"line-é-{i}-" + "x" * (i % 50) for i in range(20_000)]
+    f = write(tmp_path / "big.txt", "".join(ln + ("\r\n" if i % 3 == 0 else "\n") for i, ln in enumerate(lines)))
+    write(tmp_path / "tail.txt", "no newline at the end\r")
+    reader = text_source(f, tmp_path / "tail.txt").create_reader(0, 1)
+    first = take(reader, 3333, max_records)
+    assert first == lines[:len(first)]
+    resumed = text_source(f, tmp_path / "tail.txt").restore_reader(0, 1, reader.snapshot_state())
+    rest = drain(resumed, max_records)
+    assert first + rest == [*lines, "no newline at the end\r"]  # only "\r\n" ends a line
+    assert drain(reader, max_records) == rest
+
+
+def test_a_bad_line_after_good_ones_in_one_chunk(tmp_path: Path) -> None:
+    f = write(tmp_path / "f.txt", b"a\nb\n\xff\xfe bad\nc\n")
+    reader = text_source(f).create_reader(0, 1)
+    assert reader.poll(10) == ["a", "b"]
+    with pytest.raises(UnicodeDecodeError, match="f.txt"):
+        reader.poll(10)
+    assert reader.snapshot_state() == [(str(f), 4)]  # still on the bad line

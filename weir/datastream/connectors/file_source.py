@@ -117,13 +117,18 @@ def _discover(paths: Iterable[str]) -> list[str]:
     return out
 
 
+READ_BYTES = 64 * 1024  # bytes of whole lines a reader takes from its file at a time
+
+
 class _FileLineReader(SourceReader):
     """Reads its splits one after the other, line by line, tracking the byte offset of the next line."""
 
     def __init__(self, splits: Iterable[FileSplit], charset: str) -> None:
         self._splits: list[list[Any]] = [[str(path), int(offset)] for path, offset in splits]
         self._charset = charset
-        self._file: IO[bytes] | None = None  # open file of self._splits[0], positioned at its offset
+        self._file: IO[bytes] | None = None  # open file of self._splits[0], positioned after the pending lines
+        self._pending: list[bytes] = []  # lines read from self._file, not yet handed out from _pending_at on
+        self._pending_at = 0
 
     def _open_current(self) -> IO[bytes]:
         path, offset = self._splits[0]
@@ -148,34 +153,63 @@ class _FileLineReader(SourceReader):
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._pending = []
         self._splits.pop(0)
 
     def poll(self, max_records: int) -> list[Any] | None:
         batch: list[Any] = []
         while len(batch) < max_records and self._splits:
-            if self._file is None:
-                self._file = self._open_current()
-            split = self._splits[0]
-            raw = self._file.readline()
-            if not raw:
-                self._finish_current()
-                continue
-            line = raw
-            if line.endswith(b"\n"):
-                line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+            if not self._pending:
+                if self._file is None:
+                    self._file = self._open_current()
+                # whole lines, about READ_BYTES at a time: one call and one decode per chunk, not per line
+                self._pending = self._file.readlines(READ_BYTES)
+                self._pending_at = 0
+                if not self._pending:
+                    self._finish_current()
+                    continue
+            at = self._pending_at
+            take = self._pending[at:at + max_records - len(batch)]
+            chunk = b"".join(take)
+            try:
+                text = chunk.decode(self._charset)
+            except UnicodeDecodeError:
+                return self._poll_lines(batch, take)  # find the bad line, hand out the good ones before it
+            lines = text.split("\n")
+            if text.endswith("\n"):
+                lines.pop()
+                ended = len(lines)
+            else:
+                ended = len(lines) - 1  # the file's last line, without a line break: nothing to strip
+            if "\r" in text:  # "\r\n" ends a line too
+                lines = [ln[:-1] if i < ended and ln.endswith("\r") else ln for i, ln in enumerate(lines)]
+            batch.extend(lines)
+            self._splits[0][1] += len(chunk)
+            self._pending_at = at + len(take)
+            if self._pending_at >= len(self._pending):
+                self._pending = []
+        if not batch and not self._splits:
+            return None
+        return batch
+
+    def _poll_lines(self, batch: list[Any], take: list[bytes]) -> list[Any]:
+        """Line by line through ``take`` (which holds an undecodable line): the lines before it join ``batch``;
+        at the bad line, ``batch`` is returned if it has lines, else the error is raised. The reader stays on the
+        bad line, which is never skipped."""
+        split = self._splits[0]
+        for raw in take:
+            line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1] if raw.endswith(b"\n") else raw
             try:
                 text = line.decode(self._charset)
             except UnicodeDecodeError as e:
-                self._file.seek(split[1])  # stay on the bad line: it is never skipped
-                if batch:  # hand out the good lines first; the next poll fails on this line
+                if batch:
                     return batch
                 raise FileDecodeError(
                     e.encoding, e.object, e.start, e.end, e.reason, split[0], split[1] + e.start
                 ) from None
             split[1] += len(raw)
+            self._pending_at += 1
             batch.append(text)
-        if not batch and not self._splits:
-            return None
         return batch
 
     def snapshot_state(self) -> list[Any]:
@@ -186,6 +220,7 @@ class _FileLineReader(SourceReader):
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._pending = []
 
 
 class FileSource(Source):
