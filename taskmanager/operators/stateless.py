@@ -49,6 +49,9 @@ class FilterOperator(Operator):
             self.out([v for v, _ in keep], [t for _, t in keep])
 
 
+_GENERATOR = type(x for x in ())  # a flat_map written with yield returns one of these: iterable, no check needed
+
+
 def _results(r: Any, what: str) -> Any:
     if r is None:
         return ()
@@ -72,7 +75,8 @@ class FlatMapOperator(Operator):
         if timestamps is None:
             for v in values:
                 r = f(v)
-                ext(r if type(r) is list or type(r) is tuple else _results(r, "flat_map"))
+                tr = type(r)
+                ext(r if tr is list or tr is tuple or tr is _GENERATOR else _results(r, "flat_map"))
             if out:
                 self.out(out, None)
             return
