@@ -70,16 +70,25 @@ class InterleavedSequenceSource(Source):
 class _RateLimitedReader(SourceReader):
     """Emits ``(n, created)`` for n = subtask, subtask + p, ...; record i is due at ``t0 + i / rate`` (wall clock, s),
     t0 being the first poll, and ``created`` is that due time, not the time of the poll that emitted it: a source
-    held back by backpressure reports the queueing as latency (no coordinated omission)."""
+    held back by backpressure reports the queueing as latency (no coordinated omission).
 
-    def __init__(self, subtask: int, parallelism: int, records: int, rate: float, emitted: int = 0) -> None:
+    Without a rate it emits as fast as it is polled (``created``: the poll's time), for ``seconds`` if given. With a
+    ``report`` path it writes ``{"emitted", "first", "last"}`` (count, wall times of the first and last poll that
+    emitted) there when it closes: what the runner computes the source's rate from.
+    """
+
+    def __init__(self, subtask: int, parallelism: int, records: int, rate: float | None, emitted: int = 0,
+                 seconds: float | None = None, report: Path | None = None) -> None:
         self._first = subtask
         self._step = parallelism
         self._count = len(range(subtask, records, parallelism))
-        self._inv = 1.0 / rate
         self._rate = rate
-        self._i = emitted
+        self._inv = 1.0 / rate if rate else 0.0
+        self._i = self._start = emitted
         self._t0: float | None = None
+        self._seconds = seconds
+        self._report = report
+        self._first_poll = self._last_poll = 0.0
 
     def poll(self, max_records: int) -> list[Any] | None:
         i = self._i
@@ -88,32 +97,81 @@ class _RateLimitedReader(SourceReader):
         now = time.time()
         if self._t0 is None:
             self._t0 = now - i * self._inv
+            self._first_poll = now
+        elif self._seconds is not None and now - self._t0 >= self._seconds:
+            return None
+        first, step = self._first, self._step
+        if self._rate is None:
+            due = min(self._count, i + max_records)
+            self._i = due
+            self._last_poll = now
+            return [(first + j * step, now) for j in range(i, due)]
         due = min(self._count, int((now - self._t0) * self._rate) + 1, i + max_records)
         if due <= i:
             return []
-        t0, inv, first, step = self._t0, self._inv, self._first, self._step
+        t0, inv = self._t0, self._inv
         self._i = due
+        self._last_poll = now
         return [(first + j * step, t0 + j * inv) for j in range(i, due)]
 
     def snapshot_state(self) -> list[Any]:
         return [self._i]
 
+    def close(self) -> None:
+        if self._report is not None:
+            tmp = self._report.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"emitted": self._i - self._start, "first": self._first_poll,
+                                       "last": self._last_poll}))
+            os.replace(tmp, self._report)
+
 
 class LatencySource(Source):
-    """``records`` records ``(n, created)`` at ``rate`` records/s in total (each of p subtasks: rate / p)."""
+    """``records`` records ``(n, created)`` at ``rate`` records/s in total (each of p subtasks: rate / p); with
+    ``rate`` None as fast as they go, for at most ``seconds``. With ``directory``, each subtask writes
+    ``src-<subtask>.json`` there when it ends (see ``read_source_rate``)."""
 
-    def __init__(self, records: int, rate: float) -> None:
-        if records < 1 or rate <= 0:
+    def __init__(self, records: int, rate: float | None, seconds: float | None = None,
+                 directory: str | None = None) -> None:
+        if records < 1 or (rate is not None and rate <= 0):
             raise ValueError(f"records must be >= 1 and rate > 0, got {records} and {rate}")
         self.records = records
         self.rate = rate
+        self.seconds = seconds
+        self.directory = directory
+
+    def _reader(self, subtask: int, parallelism: int, emitted: int) -> SourceReader:
+        report = Path(self.directory, f"src-{subtask}.json") if self.directory else None
+        return _RateLimitedReader(subtask, parallelism, self.records,
+                                  None if self.rate is None else self.rate / parallelism, emitted, self.seconds, report)
 
     def create_reader(self, subtask: int, parallelism: int) -> SourceReader:
-        return _RateLimitedReader(subtask, parallelism, self.records, self.rate / parallelism)
+        return self._reader(subtask, parallelism, 0)
 
     def restore_reader(self, subtask: int, parallelism: int, splits: list[Any]) -> SourceReader:
-        return _RateLimitedReader(subtask, parallelism, self.records, self.rate / parallelism,
-                                  min(splits) if splits else 0)
+        return self._reader(subtask, parallelism, min(splits) if splits else 0)
+
+
+def read_source_rate(directory: str | os.PathLike[str], expected: int, timeout: float = 10.0) -> float:
+    """Records/s the ``expected`` subtasks of a ``LatencySource`` emitted together, from their reports: all records
+    over the span from the earliest first poll to the latest last poll.
+
+    Raises:
+        TimeoutError: not every report appeared within ``timeout`` s.
+    """
+    reports = [json.loads(f.read_text()) for f in _wait_for_files(directory, "src-*.json", expected, timeout)]
+    span = max(r["last"] for r in reports) - min(r["first"] for r in reports)
+    return sum(r["emitted"] for r in reports) / span if span > 0 else float("nan")
+
+
+def _wait_for_files(directory: str | os.PathLike[str], pattern: str, expected: int, timeout: float) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(Path(directory).glob(pattern))
+        if len(files) >= expected:
+            return files
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(files)} of {expected} files {pattern} in {directory}")
+        time.sleep(0.05)
 
 
 class _LatencyWriter(SinkWriter):
@@ -192,17 +250,9 @@ def read_latencies(directory: str | os.PathLike[str], expected: int, timeout: fl
     Raises:
         TimeoutError: not every file appeared within ``timeout`` s.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        files = sorted(Path(directory).glob("lat-*.json"))
-        if len(files) >= expected:
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(files)} of {expected} latency files in {directory}")
-        time.sleep(0.05)
     hist: Counter[int] = Counter()
     skipped = 0
-    for f in files:
+    for f in _wait_for_files(directory, "lat-*.json", expected, timeout):
         data = json.loads(f.read_text())
         skipped += data["skipped"]
         hist.update({int(k): n for k, n in data["hist"].items()})

@@ -8,8 +8,11 @@ Per workload and parallelism p, on a fresh local cluster of p TaskManagers x 1 s
    = records/s / min(p, cores).
 2. **peak RSS**: ``VmHWM`` of the JobManager, each TaskManager daemon and each slot worker process, read when
    the throughput job has finished (the workers live as long as the cluster, so this is their peak over it).
-3. **latency**: the same logic fed by a rate-limited source at half the records/s just measured, each record
-   stamped with its creation time (the time it is due, so a source held back by backpressure counts the wait);
+3. **latency**: the same logic fed by a source that stamps each record with its creation time, into a sink that
+   measures now - creation time. This instrumented job carries a timestamp through every function, so its
+   maximum rate is lower than the throughput job's: it first runs unthrottled for 3 s to measure that maximum,
+   then at half of it, each record stamped with the time it is due (so a source held back by backpressure counts
+   the wait);
    the sink histograms now - creation time (0.1 ms buckets), ignoring its first second (tasks still connecting),
    and writes the histogram to a file this runner reads. buffer_timeout 10 ms; the auto-watermark interval is
    10 ms too (at the default 200 ms every window result and timer would wait up to 200 ms for a watermark).
@@ -48,7 +51,7 @@ from pathlib import Path
 import cloudpickle
 
 from benchmarks import connectors, jobs, procs
-from benchmarks.connectors import LatencySink, LatencySource, percentile_ms, read_latencies
+from benchmarks.connectors import LatencySink, LatencySource, percentile_ms, read_latencies, read_source_rate
 from client.gateway import JobManagerClient
 from client.local_cluster import LocalCluster
 from weir.datastream import StreamExecutionEnvironment
@@ -59,6 +62,9 @@ PARALLELISMS = (1, 2)
 QUICK_RECORDS = 100_000
 LATENCY_SECONDS = 10.0
 QUICK_LATENCY_SECONDS = 1.5
+CALIBRATION_SECONDS = 3.0
+"""How long the latency job runs unthrottled to find its maximum rate."""
+QUICK_CALIBRATION_SECONDS = 0.5
 LATENCY_WARMUP_S = 1.0
 QUICK_LATENCY_WARMUP_S = 0.3
 BUFFER_TIMEOUT_MS = 10
@@ -100,6 +106,8 @@ class Result:
     baseline_records: int = 0
     baseline_seconds: float = math.nan
     checkpoints: int | None = None
+    latency_max_rate: float = math.nan
+    """records/s of the latency job (the instrumented pipeline) unthrottled."""
     latency_rate: float = math.nan
     latency_hist: Counter[int] = field(default_factory=Counter)
     latency_skipped: int = 0
@@ -255,7 +263,7 @@ def _enable_checkpoints(env: StreamExecutionEnvironment, w: Workload, tmp: str, 
 
 
 def run_workload(w: Workload, p: int, records: int, latency_seconds: float, warmup_s: float,
-                 verbose: bool) -> Result:
+                 calibration_s: float, verbose: bool) -> Result:
     """Throughput, peak RSS and (unless ``latency_seconds`` is 0) latency of ``w`` at parallelism ``p``."""
     previous = get_context()
     with tempfile.TemporaryDirectory(prefix="weir-bench-") as tmp:
@@ -277,7 +285,7 @@ def run_workload(w: Workload, p: int, records: int, latency_seconds: float, warm
                     r.checkpoints = _checkpoints_completed(cluster, job.get_job_id())
                 if latency_seconds > 0:
                     try:
-                        _measure_latency(r, cluster, tmp, latency_seconds, warmup_s)
+                        _measure_latency(r, cluster, tmp, latency_seconds, warmup_s, calibration_s)
                     except Exception as e:  # noqa: BLE001 - the throughput figures still count
                         r.latency_error = f"{type(e).__name__}: {e}"
         except Exception:
@@ -288,17 +296,29 @@ def run_workload(w: Workload, p: int, records: int, latency_seconds: float, warm
     return r
 
 
-def _measure_latency(r: Result, cluster: LocalCluster, tmp: str, seconds: float, warmup_s: float) -> None:
-    w, p = r.workload, r.parallelism
-    r.latency_rate = rate = r.rps / 2
-    out_dir = os.path.join(tmp, "latency")
-    os.makedirs(out_dir)
+def _latency_env(w: Workload, tmp: str, name: str) -> StreamExecutionEnvironment:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_buffer_timeout(BUFFER_TIMEOUT_MS)
     env.get_config().set_auto_watermark_interval(LATENCY_WATERMARK_INTERVAL_MS)
-    source = LatencySource(max(p, int(rate * (seconds + warmup_s))), rate)
-    w.latency(env, source, LatencySink(out_dir, warmup_s), p)
-    _enable_checkpoints(env, w, tmp, "latency-checkpoints")
+    _enable_checkpoints(env, w, tmp, name)
+    return env
+
+
+def _measure_latency(r: Result, cluster: LocalCluster, tmp: str, seconds: float, warmup_s: float,
+                     calibration_s: float) -> None:
+    """The latency job's own maximum rate (unthrottled for ``calibration_s``), then its latency at half of it."""
+    w, p = r.workload, r.parallelism
+    cal_dir = os.path.join(tmp, "latency-max")
+    os.makedirs(cal_dir)
+    env = _latency_env(w, tmp, "latency-max-checkpoints")
+    w.latency(env, LatencySource(2**62, None, calibration_s, cal_dir), LatencySink(cal_dir, 0.0), p)
+    env.execute(f"bench {w.name} p={p} latency job, unthrottled")
+    r.latency_max_rate = read_source_rate(cal_dir, expected=p)
+    r.latency_rate = rate = r.latency_max_rate / 2
+    out_dir = os.path.join(tmp, "latency")
+    os.makedirs(out_dir)
+    env = _latency_env(w, tmp, "latency-checkpoints")
+    w.latency(env, LatencySource(max(p, int(rate * (seconds + warmup_s))), rate), LatencySink(out_dir, warmup_s), p)
     env.execute(f"bench {w.name} p={p} latency")
     r.latency_hist, r.latency_skipped = read_latencies(out_dir, expected=p)
 
@@ -341,7 +361,8 @@ def bench_line(r: Result) -> str:
     if r.checkpoints is not None:
         parts.append(f"checkpoints={r.checkpoints}")
     if r.latency_samples:
-        parts += [f"latency_rate={r.latency_rate:.0f}", f"latency_samples={r.latency_samples}",
+        parts += [f"latency_max_rps={r.latency_max_rate:.0f}", f"latency_rate={r.latency_rate:.0f}",
+                  f"latency_samples={r.latency_samples}",
                   f"p50_ms={r.latency_ms(0.5):.1f}", f"p99_ms={r.latency_ms(0.99):.1f}",
                   f"p999_ms={r.latency_ms(0.999):.1f}", f"max_ms={r.latency_ms(1.0):.1f}"]
     elif r.latency_error:
@@ -370,7 +391,9 @@ def markdown(results: Sequence[Result], info: dict[str, str], mode: str, loads: 
         "FINISHED, cluster already started); per core: / min(p, cores)",
         "- baseline: a plain loop in one process calling the same user functions on the same records (measured "
         "once per workload and record count, in this run); ratio = records/s / baseline records/s",
-        f"- latency: creation time (stamped by a rate-limited source at half the measured records/s) to sink, "
+        f"- latency: creation time (stamped by a rate-limited source) to sink, at half the maximum records/s of "
+        "the latency job itself (the same logic carrying a timestamp: measured unthrottled first, column "
+        "'latency job max/s'), "
         f"buffer_timeout {BUFFER_TIMEOUT_MS} ms, auto-watermark interval {LATENCY_WATERMARK_INTERVAL_MS} ms, "
         "the sink's first second left out; a window result is measured from the creation of its window's newest "
         "record over all keys (when the window's input was complete), an alert from that of the transaction whose "
@@ -381,15 +404,17 @@ def markdown(results: Sequence[Result], info: dict[str, str], mode: str, loads: 
         "throughput job; steadier than records/s when other work shares the machine",
         "",
         "| workload | p | records | seconds | records/s | per core | baseline records/s | ratio "
-        "| records per worker CPU-s | latency rate/s | p50 ms | p99 ms | p99.9 ms | peak RSS MiB JM / TM / workers |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| records per worker CPU-s | latency job max/s | latency rate/s | p50 ms | p99 ms | p99.9 ms "
+        "| peak RSS MiB JM / TM / workers |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         rate = "-" if math.isnan(r.latency_rate) else f"{r.latency_rate:,.0f}"
+        max_rate = "-" if math.isnan(r.latency_max_rate) else f"{r.latency_max_rate:,.0f}"
         chk = f" ({r.checkpoints} checkpoints)" if r.checkpoints is not None else ""
         lines.append(
             f"| {r.workload.name}{chk} | {r.parallelism} | {r.records:,} | {r.seconds:.2f} | {r.rps:,.0f} "
-            f"| {r.rps_per_core:,.0f} | {r.baseline_rps:,.0f} | {r.ratio:.2f} | {r.rps_cpu:,.0f} | {rate} "
+            f"| {r.rps_per_core:,.0f} | {r.baseline_rps:,.0f} | {r.ratio:.2f} | {r.rps_cpu:,.0f} | {max_rate} | {rate} "
             f"| {_fmt_ms(r.latency_ms(0.5))} | {_fmt_ms(r.latency_ms(0.99))} | {_fmt_ms(r.latency_ms(0.999))} "
             f"| {_mib(r.rss['jobmanager'])} / {_mib(r.rss['taskmanager'])} / {_mib(r.rss['worker'])} |"
         )
@@ -469,7 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for p in parallelisms:
             records = records_override or w.records.get(p) or max(w.records.values())
             try:
-                r = run_workload(w, p, records, latency_seconds, warmup_s, args.verbose)
+                r = run_workload(w, p, records, latency_seconds, warmup_s,
+                                 QUICK_CALIBRATION_SECONDS if args.quick else CALIBRATION_SECONDS, args.verbose)
             except Exception as e:  # noqa: BLE001 - report it and go on with the other workloads
                 print(f"BENCH name={w.name} p={p} records={records} error={type(e).__name__}: {e}", flush=True)
                 failed = True
