@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import GeneratorType
 from typing import Any
 
 from taskmanager.operators.base import Emit, Operator
@@ -49,7 +50,6 @@ class FilterOperator(Operator):
             self.out([v for v, _ in keep], [t for _, t in keep])
 
 
-_GENERATOR = type(x for x in ())  # a flat_map written with yield returns one of these: iterable, no check needed
 
 
 def _results(r: Any, what: str) -> Any:
@@ -76,7 +76,7 @@ class FlatMapOperator(Operator):
             for v in values:
                 r = f(v)
                 tr = type(r)
-                ext(r if tr is list or tr is tuple or tr is _GENERATOR else _results(r, "flat_map"))
+                ext(r if tr is list or tr is tuple or tr is GeneratorType else _results(r, "flat_map"))
             if out:
                 self.out(out, None)
             return

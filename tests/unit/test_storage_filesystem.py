@@ -8,11 +8,9 @@ import hashlib
 import os
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import state.filesystem as fsmod
 from state.filesystem import TMP_PREFIX, FileSystemCheckpointStorage
 from state.storage import CheckpointStorageError, checkpoint_storage_for
 
@@ -25,31 +23,6 @@ def fs(tmp_path: Path) -> FileSystemCheckpointStorage:
 def files_in(directory: Path) -> list[str]:
     """Every file under ``directory`` (temporary ones included), relative, sorted."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
-
-
-class FailingReader:
-    """A file that reads ``fail_after`` bytes fine, then fails with EIO."""
-
-    def __init__(self, path: str, fail_after: int) -> None:
-        self.f = open(path, "rb")  # noqa: SIM115 (closed in close())
-        self.fail_after = fail_after
-        self.done = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if self.done >= self.fail_after:
-            raise OSError(errno.EIO, "simulated I/O error")
-        chunk = self.f.read(n)
-        self.done += len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        self.f.close()
-
-    def __enter__(self) -> FailingReader:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 # -- URIs and paths
@@ -128,15 +101,28 @@ def test_write_that_fails_before_commit_leaves_no_file(fs: FileSystemCheckpointS
     assert files_in(Path(fs.root)) == ["dir/old"]  # the temporary files were removed
 
 
+def fail_copy_after(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    """The kernel copy fails (EIO) once ``limit`` bytes went through: a disk failing mid-file."""
+    real = os.sendfile
+    copied = 0
+
+    def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        nonlocal copied
+        if copied >= limit:
+            raise OSError(errno.EIO, "simulated I/O error")
+        n = real(out_fd, in_fd, offset, min(count, limit - copied))
+        copied += n
+        return n
+
+    monkeypatch.setattr(os, "sendfile", sendfile)
+
+
 def test_upload_that_fails_midway_leaves_no_file(fs: FileSystemCheckpointStorage, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "src.bin"
     src.write_bytes(os.urandom(1 << 20))
     fs.write("sst/000042.sst", b"previous version")
-    monkeypatch.setattr(fsmod, "COPY_BUFFER", 64 << 10)
-    real_open = open
-    monkeypatch.setattr(fsmod, "open", lambda p, mode="r": FailingReader(p, 256 << 10) if p == str(src)
-                        else real_open(p, mode), raising=False)
+    fail_copy_after(monkeypatch, 256 << 10)
     with pytest.raises(CheckpointStorageError, match="simulated I/O error"):
         fs.upload_file(str(src), "sst/000042.sst")
     with pytest.raises(CheckpointStorageError, match="simulated I/O error"):
@@ -149,8 +135,7 @@ def test_upload_that_fails_midway_leaves_no_file(fs: FileSystemCheckpointStorage
 def test_download_that_fails_midway_leaves_no_local_file(fs: FileSystemCheckpointStorage, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     fs.write("big", os.urandom(1 << 20))
-    monkeypatch.setattr(fsmod, "COPY_BUFFER", 64 << 10)
-    monkeypatch.setattr(fsmod, "open", lambda p, mode="r": FailingReader(p, 256 << 10), raising=False)
+    fail_copy_after(monkeypatch, 256 << 10)
     dest = tmp_path / "restore"
     with pytest.raises(CheckpointStorageError, match="simulated I/O error"):
         fs.download_file("big", str(dest / "big"))
