@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,33 @@ from weir.rpc.auth import aio_channel, bind, server_interceptors
 from weir.rpc.convert import SlotAddress, TaskMetric, metrics_to_pb, slots_to_pb
 
 log = logging.getLogger("weir.taskmanager")
+
+
+_LOCAL_DIR = re.compile(r"weir-tm-[0-9a-f]+-p(\d+)@(.+?)-")
+
+
+def local_dir_prefix(taskmanager_id: str) -> str:
+    """The name a TaskManager's local directory starts with: its id, pid and host (see remove_stale_local_dirs)."""
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:32]
+    return f"weir-{taskmanager_id}-p{os.getpid()}@{host}-"
+
+
+def remove_stale_local_dirs(parent: str) -> None:
+    """Remove the local directories of TaskManagers of this host that died without cleaning up (SIGKILL, OOM): a
+    directory named for a process that no longer exists holds state of tasks that are gone. Directories named for
+    another host (a directory shared between containers, whose process ids mean nothing here) are left alone."""
+    host = local_dir_prefix("tm-0").split("@", 1)[1][:-1]
+    with contextlib.suppress(OSError):
+        for name in os.listdir(parent):
+            m = _LOCAL_DIR.match(name)
+            if m is None or int(m.group(1)) == os.getpid() or m.group(2) != host:
+                continue
+            try:
+                os.kill(int(m.group(1)), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            except PermissionError:
+                pass  # alive, another user's
 
 
 @dataclass
@@ -290,11 +318,14 @@ class TaskExecutor(weir_pb2_grpc.TaskExecutorServiceServicer):
         # the slots' local disk: RocksDB state of running tasks; removed when the TaskManager stops
         if self.tmp_dir:
             os.makedirs(self.tmp_dir, exist_ok=True)
-        self._local_root = tempfile.mkdtemp(prefix=f"weir-{self.id}-", dir=self.tmp_dir)
+        remove_stale_local_dirs(self.tmp_dir or tempfile.gettempdir())
+        self._local_root = tempfile.mkdtemp(prefix=local_dir_prefix(self.id), dir=self.tmp_dir)
         # the workers' control connection: a Unix socket in a directory only this user can enter (a TCP port on
-        # loopback would let any local process pose as a worker); short path, as Unix socket paths are limited
-        self._control_dir = tempfile.mkdtemp(prefix="weir-ctl-")
-        self._control_address = os.path.join(self._control_dir, "control.sock")
+        # loopback would let any local process pose as a worker); Unix socket paths are limited to ~107 bytes
+        self._control_address = os.path.join(self._local_root, "control.sock")
+        if len(self._control_address.encode()) > 100:
+            self._control_dir = tempfile.mkdtemp(prefix="weir-ctl-")
+            self._control_address = os.path.join(self._control_dir, "control.sock")
         self._control_server = await asyncio.start_unix_server(self._control, self._control_address)
         self._server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=server_interceptors())
         weir_pb2_grpc.add_TaskExecutorServiceServicer_to_server(self, self._server)
