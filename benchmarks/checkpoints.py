@@ -124,16 +124,6 @@ def _log_dir(tmp: str, verbose: bool) -> str | None:
     return None if verbose else os.path.join(tmp, "logs")
 
 
-def _show_log_tails(log_dir: str | None, lines: int = 5) -> None:
-    """Print the last lines of each daemon's log to stderr (after a failure; the logs go with the temp dir)."""
-    if log_dir is None or not os.path.isdir(log_dir):
-        return
-    for name in sorted(os.listdir(log_dir)):
-        with contextlib.suppress(OSError):
-            tail = Path(log_dir, name).read_text(errors="replace").splitlines()[-lines:]
-            print(f"  --- {name} (last {len(tail)} lines)", *(f"  {ln}" for ln in tail), sep="\n", file=sys.stderr)
-
-
 def _wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll ``cond`` until it returns something truthy; TimeoutError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -180,7 +170,7 @@ def _run_w3_rocksdb(records: int, checkpoint_dir: str | None, verbose: bool) -> 
                     set_context(previous)
                     jm.close()
         except Exception:
-            _show_log_tails(log_dir)
+            procs.show_log_tails(log_dir, 5)
             raise
     return seconds, result.get_net_runtime() / 1000, completed
 
@@ -315,7 +305,7 @@ def _recovery_trial(verbose: bool) -> dict[str, float]:
             victim.wait()
             return _watch_recovery(jm, job_id, restarts_before, t_kill)
         except Exception:
-            _show_log_tails(log_dir)
+            procs.show_log_tails(log_dir, 5)
             raise
         finally:
             set_context(previous)

@@ -1,9 +1,13 @@
-"""Processes of a local cluster (/proc): children, liveness, peak resident set size; and the machine's description."""
+"""Processes of a local cluster (/proc): children, liveness, peak resident set size, their logs' tails; and the
+machine's description."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -109,3 +113,13 @@ def machine() -> dict[str, str]:
 def load_average() -> str:
     """The 1, 5 and 15-minute load averages."""
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def show_log_tails(log_dir: str | None, lines: int = 8) -> None:
+    """Print the last lines of each daemon's log to stderr (after a failure; the logs go with the temp dir)."""
+    if log_dir is None or not os.path.isdir(log_dir):
+        return
+    for name in sorted(os.listdir(log_dir)):
+        with contextlib.suppress(OSError):
+            tail = Path(log_dir, name).read_text(errors="replace").splitlines()[-lines:]
+            print(f"  --- {name} (last {len(tail)} lines)", *(f"  {ln}" for ln in tail), sep="\n", file=sys.stderr)

@@ -36,7 +36,6 @@ Usage: ``python -m benchmarks.run [--quick] [--only W1,W3-rocksdb] [--parallelis
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import math
 import os
@@ -289,7 +288,7 @@ def run_workload(w: Workload, p: int, records: int, latency_seconds: float, warm
                     except Exception as e:  # noqa: BLE001 - the throughput figures still count
                         r.latency_error = f"{type(e).__name__}: {e}"
         except Exception:
-            _show_log_tails(log_dir)
+            procs.show_log_tails(log_dir, 8)
             raise
         finally:
             set_context(previous)
@@ -321,16 +320,6 @@ def _measure_latency(r: Result, cluster: LocalCluster, tmp: str, seconds: float,
     w.latency(env, LatencySource(max(p, int(rate * (seconds + warmup_s))), rate), LatencySink(out_dir, warmup_s), p)
     env.execute(f"bench {w.name} p={p} latency")
     r.latency_hist, r.latency_skipped = read_latencies(out_dir, expected=p)
-
-
-def _show_log_tails(log_dir: str | None, lines: int = 8) -> None:
-    """Print the last lines of each daemon's log to stderr (after a failure; the logs go with the temp dir)."""
-    if log_dir is None or not os.path.isdir(log_dir):
-        return
-    for name in sorted(os.listdir(log_dir)):
-        with contextlib.suppress(OSError):
-            tail = Path(log_dir, name).read_text(errors="replace").splitlines()[-lines:]
-            print(f"  --- {name} (last {len(tail)} lines)", *(f"  {ln}" for ln in tail), sep="\n", file=sys.stderr)
 
 
 def run_baseline(baseline: Callable[[int], int], records: int) -> float:

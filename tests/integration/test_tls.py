@@ -157,15 +157,20 @@ def test_a_taskmanager_without_a_valid_certificate_cannot_register(tls_cluster: 
     assert TOKEN not in log.read_text()
 
 
-def _data_addresses(c: LocalCluster, ctx: ssl.SSLContext) -> list[str]:
-    conn = http.client.HTTPSConnection(c.host, c.rest_port, timeout=30, context=ctx)
+def https_get(host: str, port: int, path: str, ctx: ssl.SSLContext) -> bytes:
+    """The body of a 200 answer to GET ``path`` over HTTPS, with the cluster token."""
+    conn = http.client.HTTPSConnection(host, port, timeout=30, context=ctx)
     try:
-        conn.request("GET", "/taskmanagers", headers={"Authorization": f"Bearer {TOKEN}"})
+        conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
         resp = conn.getresponse()
-        assert resp.status == 200
-        tms = json.loads(resp.read())["taskmanagers"]
+        assert resp.status == 200, (path, resp.status)
+        return resp.read()
     finally:
         conn.close()
+
+
+def _data_addresses(c: LocalCluster, ctx: ssl.SSLContext) -> list[str]:
+    tms = json.loads(https_get(c.host, c.rest_port, "/taskmanagers", ctx))["taskmanagers"]
     return [a for tm in tms for a in tm["dataAddresses"]]
 
 
@@ -212,27 +217,13 @@ def test_worker_data_ports_speak_mutual_tls_only(tls_cluster: LocalCluster, pki:
 
 def test_rest_is_https(tls_cluster: LocalCluster, pki: dict[str, Any]) -> None:
     ctx = _client_ctx(pki, None)
-    conn = http.client.HTTPSConnection(tls_cluster.host, tls_cluster.rest_port, timeout=30, context=ctx)
-    try:
-        conn.request("GET", "/config", headers={"Authorization": f"Bearer {TOKEN}"})
-        resp = conn.getresponse()
-        assert resp.status == 200
-        settings = json.loads(resp.read())["settings"]
-        assert settings["security.ssl.rest.enabled"] is True and settings["rest.token-required"] is True
-        conn.request("GET", "/metrics")
-        resp = conn.getresponse()
-        assert resp.status == 200 and b"weir_jobmanager" in resp.read()
-    finally:
-        conn.close()
+    c = tls_cluster
+    settings = json.loads(https_get(c.host, c.rest_port, "/config", ctx))["settings"]
+    assert settings["security.ssl.rest.enabled"] is True and settings["rest.token-required"] is True
+    assert b"weir_jobmanager" in https_get(c.host, c.rest_port, "/metrics", ctx)
     # the TaskManagers' /metrics too
-    for port in tls_cluster.metrics_ports:
-        conn = http.client.HTTPSConnection(tls_cluster.host, port, timeout=30, context=ctx)
-        try:
-            conn.request("GET", "/metrics")
-            resp = conn.getresponse()
-            assert resp.status == 200 and b"weir_taskmanager_slots" in resp.read()
-        finally:
-            conn.close()
+    for port in c.metrics_ports:
+        assert b"weir_taskmanager_slots" in https_get(c.host, port, "/metrics", ctx)
     # plain HTTP on the HTTPS port gets no HTTP answer
     with socket.create_connection((tls_cluster.host, tls_cluster.rest_port), timeout=10) as s:
         s.sendall(b"GET /overview HTTP/1.1\r\nHost: x\r\n\r\n")

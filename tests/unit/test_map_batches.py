@@ -27,6 +27,7 @@ from taskmanager.operators.vectorized import (  # noqa: E402
     _rolling,
 )
 from taskmanager.timers import ProcessingTimeService  # noqa: E402
+from tests.unit.recorder import Recorder  # noqa: E402
 from weir.common import Row, Types  # noqa: E402
 from weir.common.columnar import (  # noqa: E402
     ColumnarError,
@@ -42,29 +43,6 @@ from weir.graph.deployment import OperatorSubtaskState  # noqa: E402
 from weir.graph.jobgraph import OperatorSpec, compile_job_graph  # noqa: E402
 
 Point = namedtuple("Point", ["x", "y"])
-
-
-class Recorder:
-    """An operator ``out``: records every emitted buffer."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[list[Any], list[Any] | None]] = []
-
-    def __call__(self, values: list[Any], timestamps: list[int] | None) -> None:
-        if timestamps is not None:
-            assert len(timestamps) == len(values)
-        self.calls.append((list(values), None if timestamps is None else list(timestamps)))
-
-    @property
-    def values(self) -> list[Any]:
-        return [v for vals, _ in self.calls for v in vals]
-
-    @property
-    def timestamps(self) -> list[Any]:
-        out: list[Any] = []
-        for vals, ts in self.calls:
-            out.extend(ts if ts is not None else [None] * len(vals))
-        return out
 
 
 def runtime(_: int = 0) -> OperatorRuntime:

@@ -14,6 +14,7 @@ from taskmanager.operators.chain import build_chain
 from taskmanager.operators.keyed import KeyedProcessOperator, KeyedReduceOperator
 from taskmanager.operators.sink import CollectOperator, SinkOperator
 from taskmanager.operators.stateless import FilterOperator, FlatMapOperator, MapOperator, ProcessOperator
+from tests.unit.recorder import Recorder
 from weir.common import Row
 from weir.common.serialization import Encoder
 from weir.datastream import StreamExecutionEnvironment
@@ -32,29 +33,6 @@ from weir.datastream.functions import (
 )
 from weir.datastream.state import ValueStateDescriptor
 from weir.graph.jobgraph import OperatorSpec
-
-
-class Recorder:
-    """An operator ``out``: records every emitted buffer."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[list[Any], list[Any] | None]] = []
-
-    def __call__(self, values: list[Any], timestamps: list[int] | None) -> None:
-        if timestamps is not None:
-            assert len(timestamps) == len(values)
-        self.calls.append((list(values), None if timestamps is None else list(timestamps)))
-
-    @property
-    def values(self) -> list[Any]:
-        return [v for vals, _ in self.calls for v in vals]
-
-    @property
-    def timestamps(self) -> list[Any]:
-        out: list[Any] = []
-        for vals, ts in self.calls:
-            out.extend(ts if ts is not None else [None] * len(vals))
-        return out
 
 
 def with_runtime(op: Any) -> Any:
