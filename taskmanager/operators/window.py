@@ -377,7 +377,10 @@ class WindowOperator(KeyedStateMixin):
         if self.fast:
             if timestamps is None:
                 raise ValueError(_NO_TIMESTAMP)
-            self._process_fast(values, timestamps)
+            if self.mode == "reduce" and type(self.contents) is dict:
+                self._process_fast_reduce(values, timestamps)
+            else:
+                self._process_fast(values, timestamps)
         else:
             self._process_generic(values, timestamps)
         self._flush_output()
@@ -437,6 +440,44 @@ class WindowOperator(KeyedStateMixin):
                 acc = contents[ck]
                 acc.append(v)
                 contents[ck] = acc  # written back: RocksDB caches by put
+            if end1 <= wm:  # within allowed lateness, the window has fired: fire again with this element
+                self._fast_emit(k, start, contents[ck])
+        if late_v:
+            self._late(late_v, late_t)
+
+    def _process_fast_reduce(self, values: list[Any], timestamps: list[int]) -> None:
+        """``_process_fast`` for a reduce over the hashmap backend, whose contents table is a plain dict: one
+        ``get`` per record tells whether the window exists (a window has state exactly when it has a pending timer),
+        instead of the timer bucket lookup that spares the RocksDB backend a read. The commonest windowed job
+        (W3), so it has its own loop."""
+        if None in timestamps or MIN_TIME in timestamps:  # -2**63: Flink's "no timestamp"
+            raise ValueError(_NO_TIMESTAMP)
+        key, contents, timers, reduce = self.key, self.contents, self.timers, self.reduce
+        size, offset, lateness = self.size, self.offset, self.lateness
+        wm = timers.current_watermark
+        get = contents.get
+        ev_add = timers.event.add
+        late_v: list[Any] = []
+        late_t: list[int] = []
+        missing = _MISSING
+        for v, ts in zip(values, timestamps, strict=True):
+            start = ts - (ts - offset) % size
+            end1 = start + size - 1
+            if end1 + lateness <= wm:  # the window is late, so is the element (one window per element)
+                late_v.append(v)
+                late_t.append(ts)
+                continue
+            k = key(v)
+            ck = (k, start)
+            acc = get(ck, missing)
+            if acc is missing:
+                contents[ck] = v
+                if end1 > wm:
+                    ev_add(k, start, end1)
+                if lateness:
+                    ev_add(k, start, end1 + lateness)
+            else:
+                contents[ck] = reduce(acc, v)  # type: ignore[misc]
             if end1 <= wm:  # within allowed lateness, the window has fired: fire again with this element
                 self._fast_emit(k, start, contents[ck])
         if late_v:
