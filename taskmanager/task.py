@@ -26,16 +26,18 @@ from state.keygroups import key_group_range
 from state.storage import checkpoint_storage_for
 from taskmanager.network.barrier import BarrierAligner, Decision
 from taskmanager.network.connection import (
+    M_COLUMNS,
     M_DATA,
     M_END,
     M_EVENT,
     M_FAIL,
     M_LOCAL,
+    M_LOCAL_COLUMNS,
     ChannelKey,
     ConnectionManager,
     InputGate,
 )
-from taskmanager.network.partitioner import RecordWriter
+from taskmanager.network.partitioner import COLUMNAR_PARTITIONERS, RecordWriter
 from taskmanager.operators.base import Emit, Operator, OperatorRuntime
 from taskmanager.operators.chain import build_chain
 from taskmanager.operators.sink import CollectOperator, SinkOperator
@@ -59,6 +61,17 @@ DEFAULT_BUFFER_RECORDS = 1024
 # from the worker: ("trigger", id, savepoint target) | ("complete", id) | ("abort", id) | ("commit-final",)
 M_CONTROL = 9
 _DATA_KINDS = (M_DATA, M_LOCAL)
+_COLUMN_KINDS = (M_COLUMNS, M_LOCAL_COLUMNS)
+
+COLUMNAR_KINDS = frozenset({"map_batches", "filter_batches"})
+"""Operators that take and emit buffers as columns (``taskmanager.operators.vectorized.ColumnarOperator``)."""
+COLUMNAR_EXCHANGE_KEY = "pipeline.columnar-exchange"
+"""Job configuration: "false" sends columnar operators' output between tasks as records (the path before columns
+crossed task boundaries; kept for comparison and as an escape hatch)."""
+
+
+class MalformedBufferError(Exception):
+    """An input buffer from another worker cannot be decoded; the task fails with this, naming the channel."""
 
 
 class UpstreamFailure(Exception):
@@ -71,6 +84,7 @@ class TaskCounters:
     records_out: int = 0
     bytes_in: int = 0
     busy_seconds: float = 0.0
+    columnar_buffers_in: int = 0
 
 
 class StreamTask:
@@ -164,12 +178,52 @@ class StreamTask:
                 channels.append(await self.connections.open_channel(addrs[consumer], key))
             # keys are routed by the key groups of the consumer, whose keyed state they address
             w = RecordWriter(edge.partitioner, channels, self.graph.vertex(edge.target).max_parallelism,
-                             self.buffer_records)
+                             self.buffer_records, columnar=self._columnar_edge(ei))
             self.writers.append(w)
             if edge.side_output is None:
                 self.main_writers.append(w)
             else:
                 self.side_writers.setdefault((edge.source_operator, edge.side_output), []).append(w)
+
+    def _columnar_edge(self, edge_index: int) -> bool:
+        """Whether buffers cross edge ``edge_index`` as columns: this chain ends with a columnar operator, the
+        consumer's chain starts with one (on its first input), and the partitioner needs no record's key. Decided
+        once, at deployment, from the graph alone, so producer and consumer agree without a handshake."""
+        edge = self.graph.edges[edge_index]
+        if (edge.side_output is not None or edge.target_input != 0
+                or edge.partitioner.kind not in COLUMNAR_PARTITIONERS
+                or self.graph.config.get(COLUMNAR_EXCHANGE_KEY, "true").strip().lower() == "false"):
+            return False
+        return self.vertex.operators[-1].kind in COLUMNAR_KINDS \
+            and self.graph.vertex(edge.target).operators[0].kind in COLUMNAR_KINDS
+
+    def _tail_columns_out(self) -> Any:
+        """What the chain's columnar tail operator emits into when some output edge takes columns: those edges get
+        the buffer as columns; any other (a keyed edge, a record consumer) gets it as records, converted once."""
+        counters = self.counters
+        col_writers = [w for w in self.main_writers if w.columnar]
+        rec_writers = [w for w in self.main_writers if not w.columnar]
+        if len(col_writers) == 1 and not rec_writers:
+            add = col_writers[0].add_columns
+
+            def out(cols: Any, shape: Any, timestamps: list[int] | None) -> None:
+                counters.records_out += cols.num_rows
+                add(cols, shape, timestamps)
+
+            return out
+        from weir.common.columnar import share
+
+        def fan_out(cols: Any, shape: Any, timestamps: list[int] | None) -> None:
+            counters.records_out += cols.num_rows
+            for i, w in enumerate(col_writers):
+                # consumers in this process get the object itself: one handle each
+                w.add_columns(cols if i == 0 else share(cols), shape, timestamps)
+            if rec_writers:
+                values = cols.to_records(shape)
+                for w in rec_writers:
+                    w.add(values, timestamps)
+
+        return fan_out
 
     def _tail_out(self) -> Emit:
         writers = self.main_writers
@@ -275,7 +329,10 @@ class StreamTask:
             for op in self.operators:
                 op.open(rc)
                 opened.append(op)
+            if any(w.columnar for w in self.main_writers):
+                self.operators[-1].columns_out = self._tail_columns_out()  # type: ignore[attr-defined]
             self._inputs = self._head_inputs()
+            self._column_inputs = self._head_column_inputs()
             self.report("RUNNING", "")
             if self.vertex.is_source:
                 await self._run_source()
@@ -325,6 +382,42 @@ class StreamTask:
             return [self._tail_out()]
         head = self.operators[0]
         return [head.process_batch, head.process_batch2]
+
+    def _head_column_inputs(self) -> list[Callable[[Any, Any, list[int] | None], None]]:
+        """Where buffers of columns go: the columnar head's ``process_columns``; records, made once, for any other
+        head (a producer sends columns only to a columnar head, so that is a fallback, not a path)."""
+        head: Any = self.operators[0] if self.operators else None
+        if head is not None and self.vertex.operators[0].kind in COLUMNAR_KINDS:
+            return [head.process_columns, head.process_columns]
+        inputs = self._inputs
+
+        def as_records(i: int) -> Callable[[Any, Any, list[int] | None], None]:
+            def feed(cols: Any, shape: Any, timestamps: list[int] | None) -> None:
+                inputs[i](cols.to_records(shape), timestamps)
+
+            return feed
+
+        return [as_records(0), as_records(1)]
+
+    def _on_columns(self, kind: int, idx: int, payload: Any) -> None:
+        """A buffer of columns from input channel ``idx``: decoded (remote) or as handed over (local), then given to
+        the head operator whole."""
+        if kind == M_COLUMNS:
+            from weir.common.columnar import ColumnarFrameError, decode_ipc  # only jobs that receive columns
+
+            self.counters.bytes_in += len(payload)
+            try:
+                cols, shape, timestamps = decode_ipc(payload)
+            except ColumnarFrameError as e:
+                key = self.gate.channels[idx].key
+                raise MalformedBufferError(
+                    f"malformed columnar buffer (Arrow IPC, {len(payload)} bytes) from subtask {key.producer} on "
+                    f"edge {key.edge}: {e}") from None
+        else:
+            cols, shape, timestamps = payload
+        self.counters.records_in += cols.num_rows
+        self.counters.columnar_buffers_in += 1
+        self._column_inputs[self.channel_input[idx]](cols, shape, timestamps)
 
     def _pending_out(self) -> bool:
         return any(w.pending for w in self.writers)
@@ -504,6 +597,9 @@ class StreamTask:
             self.counters.records_in += len(values)
             self._inputs[self.channel_input[idx]](values, timestamps)
             self.gate.consumed(idx)
+        elif kind in _COLUMN_KINDS:
+            self._on_columns(kind, idx, payload)
+            self.gate.consumed(idx)
         elif kind == M_EVENT:
             if payload[0] == "barrier":
                 cid, target = payload[1]
@@ -654,6 +750,8 @@ class StreamTask:
             "records_out": self.records_out(),
             "bytes_in": self.counters.bytes_in,
             "bytes_out": sum(getattr(ch, "bytes_out", 0) for ch in channels),
+            "columnar_buffers_in": self.counters.columnar_buffers_in,
+            "columnar_buffers_out": sum(w.columnar_buffers_out for w in self.writers),
             "busy_seconds": self.counters.busy_seconds,
             "backpressured_seconds": sum(ch.credit.waited for ch in channels if hasattr(ch, "credit")),
             "output_buffer_usage": min(1.0, pending / capacity),

@@ -6,6 +6,10 @@ sender owns it, and the receiver's credits come back on it). A channel is announ
 naming its ChannelKey; the receiver binds it to the consumer task's input gate -- waiting, if that task is not
 deployed yet -- and then grants the initial credit. Channels between subtasks in the same worker skip the
 socket and the pickling, but keep the credits, so backpressure works the same way.
+
+A buffer of columns (between columnar operators, see ``RecordWriter.add_columns``) is a data buffer like any other:
+one credit, in channel order with records, events and the end of partition. A remote channel sends it as a COLUMNS
+frame (Arrow IPC); a local one hands over the ``Columns`` object itself.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ M_LOCAL = 1  # payload: (values, timestamps) handed over in-process
 M_END = 2  # end of partition on a channel
 M_FAIL = 3  # payload: reason (the channel's producer or connection is gone)
 M_EVENT = 4  # payload: an in-band event (name, value), e.g. ("wm", 1000)
+M_COLUMNS = 5  # payload: bytes (a COLUMNS frame's Arrow IPC, remote) -> decoded by the task
+M_LOCAL_COLUMNS = 6  # payload: (Columns, RecordShape, timestamps) handed over in-process
 
 HELLO_TIMEOUT = 10.0  # seconds a new data connection has to finish its TLS handshake and send its hello
 
@@ -107,6 +113,13 @@ class LocalOutputChannel:
         self.target.credit.on_buffer_received()
         self.gate.mailbox.put_nowait((M_LOCAL, self.target.index, (values, timestamps)))
 
+    async def send_columns(self, cols: Any, shape: Any, timestamps: list[int] | None) -> None:
+        """A buffer of columns (``weir.common.columnar.Columns``): the object itself, no serialization."""
+        await self.credit.spend()
+        assert self.gate is not None and self.target is not None
+        self.target.credit.on_buffer_received()
+        self.gate.mailbox.put_nowait((M_LOCAL_COLUMNS, self.target.index, (cols, shape, timestamps)))
+
     async def event(self, ev: tuple[str, Any]) -> None:
         await self.credit.wait_bound()
         assert self.gate is not None and self.target is not None
@@ -133,6 +146,15 @@ class RemoteOutputChannel:
         payload = pickle.dumps((values, timestamps), protocol=5)
         self.bytes_out += len(payload)
         await self.conn.write(frame.encode(frame.DATA, self.id, payload))
+
+    async def send_columns(self, cols: Any, shape: Any, timestamps: list[int] | None) -> None:
+        """A buffer of columns as one COLUMNS frame (Arrow IPC)."""
+        from weir.common.columnar import encode_ipc  # pyarrow: only for jobs that send columns
+
+        await self.credit.spend()
+        payload = encode_ipc(cols, shape, timestamps)
+        self.bytes_out += len(payload)
+        await self.conn.write(frame.encode(frame.COLUMNS, self.id, payload))
 
     async def event(self, ev: tuple[str, Any]) -> None:
         await self.credit.wait_bound()
@@ -226,12 +248,12 @@ class _InboundConnection:
             self.peer = mgr.check_hello(payload)
             while True:
                 kind, cid, payload = await frame.read_frame(self.reader)
-                if kind == frame.DATA:
+                if kind == frame.DATA or kind == frame.COLUMNS:
                     b = self.bound.get(cid)
                     if b is not None:
                         gate, ch = b
                         ch.credit.on_buffer_received()
-                        gate.mailbox.put_nowait((M_DATA, ch.index, payload))
+                        gate.mailbox.put_nowait((M_DATA if kind == frame.DATA else M_COLUMNS, ch.index, payload))
                 elif kind == frame.EVENT:
                     b = self.bound.get(cid)
                     if b is not None:

@@ -2,7 +2,9 @@
 
 A frame is a 9-byte header -- payload length (u32), kind (u8), channel id (u32), big-endian -- and the payload.
 Records travel as DATA frames whose payload is one pickled buffer (protocol 5) of many records; the receiver
-unpickles a buffer once. Control frames carry small pickled objects.
+unpickles a buffer once. Between two columnar operators (``map_batches``/``filter_batches``) on a keyless edge, a
+buffer travels as a COLUMNS frame instead: Arrow IPC (``weir.common.columnar.encode_ipc``), decoded by the consuming
+task into columns without making records. Control frames carry small pickled objects.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ CREDIT = 4  # payload: u32 number of buffers the receiver grants
 CONTROL = 5  # worker <-> TaskManager control message, payload pickled
 FAIL = 6  # receiver side failed the channel's consumer: payload pickled reason (sender stops)
 EVENT = 7  # in-band event, ordered with the data: payload pickled (name, value), e.g. ("wm", 1000), ("idle", True)
-MAX_KIND = EVENT
+COLUMNS = 8  # a data buffer as columns: pickled (RecordShape, timestamps | None) + one Arrow IPC stream (see above)
+MAX_KIND = COLUMNS
 
 _CREDIT = struct.Struct("!I")
 

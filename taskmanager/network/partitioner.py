@@ -4,6 +4,11 @@ Records are appended to per-channel pending lists a whole buffer at a time; full
 network buffer each. Routing per kind: forward (one channel), broadcast (all channels get the buffer),
 rebalance (round robin, by slicing), shuffle (uniformly random), hash (key group of the record's key,
 then the key group's owning subtask).
+
+A writer whose edge joins two columnar operators over a keyless partitioner (``columnar=True``, decided by the task
+at deployment) also takes whole buffers of columns (``add_columns``): they are routed a buffer at a time --
+forward and broadcast as for records, rebalance to the channel sent the fewest rows so far, shuffle to a random
+channel -- and sent as one network buffer each (small neighbours concatenated first), never as records.
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ from weir.graph.transformation import PartitionerSpec
 
 class OutputChannel(Protocol):
     async def send(self, values: list[Any], timestamps: list[int] | None) -> None: ...
+    async def send_columns(self, cols: Any, shape: Any, timestamps: list[int] | None) -> None: ...
     async def event(self, ev: tuple[str, Any]) -> None: ...
     async def end(self) -> None: ...
 
 
 CHANNEL_CACHE_LIMIT = 100_000
+
+COLUMNAR_PARTITIONERS = frozenset({"forward", "rebalance", "shuffle", "broadcast"})
+"""Partitioners that route without looking at a record: buffers of columns can cross them as columns."""
 
 
 def hash_partition(
@@ -89,8 +98,20 @@ class RecordWriter:
         channels: Sequence[OutputChannel],
         max_parallelism: int,
         buffer_records: int,
+        columnar: bool = False,
     ) -> None:
+        """Args:
+            spec: the edge's partitioner.
+            channels: one output channel per consumer subtask this producer sends to.
+            max_parallelism: the consumer's, whose key groups a hash partitioner routes by.
+            buffer_records: records (rows) per network buffer.
+            columnar: the writer takes buffers of columns (``add_columns``) and sends them as columns; only for
+                partitioners in ``COLUMNAR_PARTITIONERS``.
+        """
+        if columnar and spec.kind not in COLUMNAR_PARTITIONERS:
+            raise ValueError(f"a {spec.kind} partitioner needs records' keys: it cannot route columns")
         self.kind = spec.kind
+        self.columnar = columnar
         self.channels = channels
         self.n = len(channels)
         self.buffer_records = buffer_records
@@ -103,6 +124,11 @@ class RecordWriter:
         self._channels: dict[Any, int] = {}  # key -> channel, for keys seen recently
         self.records_out = 0
         self.pending = 0  # records added and not yet sent
+        # columnar mode: per channel, buffers of columns (cols, shape, timestamps) waiting, and their rows
+        self.pieces: list[list[tuple[Any, Any, list[int] | None]]] = [[] for _ in range(self.n)]
+        self.piece_rows = [0] * self.n
+        self._rows_sent = [0] * self.n  # rows routed to each channel by rebalance
+        self.columnar_buffers_out = 0
 
     def add(self, values: list[Any], timestamps: list[int] | None) -> None:
         if not values:
@@ -161,7 +187,41 @@ class RecordWriter:
             vs[c].append(v)
             ts[c].append(t)  # type: ignore[union-attr]
 
+    def add_columns(self, cols: Any, shape: Any, timestamps: list[int] | None) -> None:
+        """A buffer of columns (``weir.common.columnar.Columns`` of records of ``shape``), routed whole.
+
+        Only a ``columnar`` writer takes columns, and the task then hands it nothing but columns, so the order of
+        a channel's buffers is the order they were added in.
+        """
+        rows = cols.num_rows
+        if not rows:
+            return
+        n = self.n
+        if n == 1:
+            c = 0
+        elif self.kind == "broadcast":
+            from weir.common.columnar import share
+
+            self.pending += rows * n
+            for i in range(n):
+                self.pieces[i].append((cols if i == 0 else share(cols), shape, timestamps))
+                self.piece_rows[i] += rows
+            return
+        elif self.kind == "rebalance":
+            # whole buffers cannot go round robin record by record: the channel with the fewest rows so far
+            sent = self._rows_sent
+            c = sent.index(min(sent))
+            sent[c] += rows
+        else:  # shuffle
+            c = random.randrange(n)
+        self.pending += rows
+        self.pieces[c].append((cols, shape, timestamps))
+        self.piece_rows[c] += rows
+
     def has_full(self) -> bool:
+        if self.columnar:
+            size = self.buffer_records
+            return any(r >= size for r in self.piece_rows)
         return any(len(v) >= self.buffer_records for v in self.values)
 
     async def flush(self, force: bool) -> None:
@@ -169,6 +229,8 @@ class RecordWriter:
         if self.pending == 0:
             return
         size = self.buffer_records
+        if self.columnar:
+            await self._flush_columns(force)
         for i, vals in enumerate(self.values):
             if not vals or (len(vals) < size and not force):
                 continue
@@ -190,6 +252,27 @@ class RecordWriter:
                 self.pending -= len(chunk)
             self.values[i] = vals[end:]
             self.timestamps[i] = ts[end:] if ts is not None and end < len(vals) else None
+
+    async def _flush_columns(self, force: bool) -> None:
+        """Send each channel's waiting columns once they make a buffer's worth of rows (or with ``force``):
+        neighbours of one shape and schema concatenated, so a filter's small outputs still travel as few buffers."""
+        size = self.buffer_records
+        for i, pieces in enumerate(self.pieces):
+            if not pieces or (self.piece_rows[i] < size and not force):
+                continue
+            self.pieces[i] = []
+            self.piece_rows[i] = 0
+            if len(pieces) > 1:
+                from weir.common.columnar import concat_pieces
+
+                pieces = concat_pieces(pieces)
+            ch = self.channels[i]
+            for cols, shape, ts in pieces:
+                rows = cols.num_rows
+                await ch.send_columns(cols, shape, ts)
+                self.records_out += rows
+                self.pending -= rows
+                self.columnar_buffers_out += 1
 
     async def broadcast_event(self, ev: tuple[str, Any]) -> None:
         """Send ``ev`` on every channel, after everything added before it (watermarks, idleness)."""

@@ -4,9 +4,12 @@ keyed rolling sum/min/max computed with NumPy over a buffer (``aggregate_batches
 A buffer reaches a columnar operator as records (``process_batch``), which it turns into a ``pyarrow.RecordBatch``
 with ``weir.common.columnar``, or -- when the operator before it in the chain is columnar too -- as the batch
 itself (``process_columns``): a chain of columnar operators converts records to columns once at its head and back
-once at its tail. Rows stay aligned with the buffer's timestamps (map_batches is one-to-one; filter_batches drops a
-row's timestamp with the row). Watermarks pass through unchanged. The columnar operators hold no state across
-buffers; aggregate_batches keeps its running values in keyed state, checkpointed like ``reduce``.
+once at its tail. Across a task boundary the same holds when the next chain starts with a columnar operator and the
+edge needs no keys: the task sets the tail's ``columns_out`` to its output, which sends the columns themselves
+(Arrow IPC between workers), and the consumer task calls its head's ``process_columns``. Rows stay aligned with
+the buffer's timestamps (map_batches is one-to-one; filter_batches drops a row's timestamp with the row).
+Watermarks pass through unchanged. The columnar operators hold no state across buffers; aggregate_batches keeps its
+running values in keyed state, checkpointed like ``reduce``.
 
 pyarrow and NumPy are imported when a job uses these operators, never by the TaskManager otherwise.
 """
@@ -39,8 +42,9 @@ def make_operator(kind: str, out: Emit, fn: Any, key_selector: Any, params: dict
 
 
 class ColumnarOperator(Operator):
-    """Takes buffers as records (``process_batch``) or, from a columnar operator chained before it, as columns
-    (``process_columns``); hands its result on as columns when the next operator of its chain is columnar too."""
+    """Takes buffers as records (``process_batch``) or, from a columnar operator chained before it or across a
+    columnar edge, as columns (``process_columns``); hands its result on as columns (``columns_out``) when the next
+    operator of its chain is columnar too, or -- set by the task -- when its output edges take columns."""
 
     what = "columnar operator"
 

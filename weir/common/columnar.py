@@ -20,6 +20,9 @@ types -- otherwise pyarrow infers them per buffer (int -> int64, float -> double
 string, None -> null, a column of only None -> the null type) -- and names the columns: positionally for
 scalars, tuples, lists and unnamed rows, by name (selecting those fields) for dicts, named rows and namedtuples.
 
+Between tasks, a columnar buffer travels as columns (``encode_ipc``/``decode_ipc``: Arrow IPC, stream format, one
+stream per buffer) when both ends of a keyless edge are columnar operators; see docs/architecture.md.
+
 This module imports pyarrow, which is optional (``pip install weir[arrow]``): import it only where columns are
 used.
 """
@@ -27,6 +30,8 @@ used.
 from __future__ import annotations
 
 import itertools
+import pickle
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -482,3 +487,121 @@ def result_to_columns(result: Any, what: str = "map_batches") -> Columns:
         else:
             return Columns(arrays=result, num_rows=n)
     return Columns(result_to_batch(result, what))
+
+
+# ---- columns between tasks ----
+
+class ColumnarFrameError(ValueError):
+    """A columnar buffer received from another worker is not a valid Arrow IPC payload of weir's framing."""
+
+
+_META_LEN = struct.Struct("!I")
+
+
+def share(cols: Columns) -> Columns:
+    """A second handle on ``cols`` for another consumer in this process: it shares the immutable Arrow batch but
+    not ``cols``' cached NumPy arrays, which a numpy-format function of one consumer could change in place."""
+    return Columns(cols.arrow())
+
+
+def _schema_key(cols: Columns) -> Any:
+    """What must be equal for two buffers to become one: column names and types (NumPy dtypes or Arrow types)."""
+    if cols._batch is None and cols._arrays is not None:
+        return tuple((k, a.dtype) for k, a in cols._arrays.items())
+    return cols._batch.schema
+
+
+def concat_pieces(
+    pieces: Sequence[tuple[Columns, RecordShape, list[int] | None]],
+) -> list[tuple[Columns, RecordShape, list[int] | None]]:
+    """``pieces`` (buffers waiting for one channel, in order) with every run of neighbours of the same shape and
+    column types concatenated into one buffer; timestamps stay aligned with the rows (None where a piece had
+    none). Pieces that differ (a column inferred as null in one buffer and int64 in the next) stay apart, in
+    order."""
+    out: list[tuple[Columns, RecordShape, list[int] | None]] = []
+    run: list[tuple[Columns, RecordShape, list[int] | None]] = []
+
+    def close() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            cols = [c for c, _, _ in run]
+            if cols[0]._batch is None and cols[0]._arrays is not None and all(c._batch is None for c in cols):
+                names = list(cols[0]._arrays)
+                arrays = {k: np.concatenate([c._arrays[k] for c in cols]) for k in names}  # type: ignore[index]
+                merged = Columns(arrays=arrays, num_rows=sum(c.num_rows for c in cols))
+            else:
+                merged = Columns(_concat_batches([c.arrow() for c in cols]))
+            ts: list[int] | None = None
+            if any(t is not None for _, _, t in run):
+                ts = []
+                for c, _, t in run:
+                    ts.extend(t if t is not None else [None] * c.num_rows)  # type: ignore[list-item]
+            out.append((merged, run[0][1], ts))
+        run.clear()
+
+    for piece in pieces:
+        if run and (piece[1] != run[0][1] or _schema_key(piece[0]) != _schema_key(run[0][0])):
+            close()
+        run.append(piece)
+    close()
+    return out
+
+
+def _concat_batches(batches: list[Any]) -> Any:
+    if hasattr(pa, "concat_batches"):  # pyarrow >= 19
+        return pa.concat_batches(batches)
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]  # pragma: no cover
+
+
+def encode_ipc(cols: Columns, shape: RecordShape, timestamps: list[int] | None) -> bytes:
+    """A buffer of columns as the payload of a COLUMNS frame: the length of a pickled ``(shape, timestamps)``
+    (u32, big-endian), that pickle, then the batch as an Arrow IPC stream (schema, one record batch, end).
+
+    The record shape (a namedtuple type travels by reference, as in a pickled buffer of records) and the timestamps
+    are small and Python-shaped, so they are pickled; the columns, which are most of the bytes, are not.
+    """
+    meta = pickle.dumps((shape, timestamps), protocol=5)
+    batch = cols.arrow()
+    sink = pa.BufferOutputStream()
+    sink.write(_META_LEN.pack(len(meta)))
+    sink.write(meta)
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
+
+
+def decode_ipc(payload: bytes) -> tuple[Columns, RecordShape, list[int] | None]:
+    """The buffer ``encode_ipc`` made; the batch's columns point into ``payload`` (no copy).
+
+    Raises:
+        ColumnarFrameError: ``payload`` is not one (truncated, corrupt, not one batch, timestamps not aligned).
+            The batch is validated in full (offsets, UTF-8), so corrupt columns fail here and not later, when a
+            function reads them.
+    """
+    try:
+        view = memoryview(payload)
+        (n,) = _META_LEN.unpack_from(view)
+        if n > len(view) - _META_LEN.size:
+            raise ColumnarFrameError(f"metadata length {n} exceeds the payload ({len(view)} bytes)")
+        shape, timestamps = pickle.loads(view[_META_LEN.size:_META_LEN.size + n])
+        reader = pa.ipc.open_stream(pa.py_buffer(view[_META_LEN.size + n:]))
+        batch = reader.read_next_batch()
+        try:
+            reader.read_next_batch()
+        except StopIteration:
+            pass
+        else:
+            raise ColumnarFrameError("more than one record batch in one buffer")
+        batch.validate(full=True)
+    except ColumnarFrameError:
+        raise
+    except StopIteration:
+        raise ColumnarFrameError("the Arrow IPC stream holds no record batch") from None
+    except Exception as e:  # noqa: BLE001 - whatever a corrupt payload makes pickle or Arrow raise
+        raise ColumnarFrameError(f"{type(e).__name__}: {e}") from None
+    if not isinstance(shape, RecordShape):
+        raise ColumnarFrameError(f"the record shape is a {type(shape).__name__}")
+    if timestamps is not None and (type(timestamps) is not list or len(timestamps) != batch.num_rows):
+        raise ColumnarFrameError(f"timestamps do not match the batch's {batch.num_rows} rows")
+    return Columns(batch), shape, timestamps
