@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from state.handles import (
@@ -129,6 +129,27 @@ class KeyedStateBackend(Protocol):
         """
         ...
 
+    def write_raw_state(self, name: str, blobs: Mapping[int, bytes]) -> None:
+        """Replaces raw keyed state ``name`` with ``blobs``: key group -> an opaque value (Flink's raw keyed state).
+
+        Afterwards ``name`` holds exactly the key groups of ``blobs`` (others it held are dropped). Raw keyed state
+        is checkpointed, restored and redistributed by key group like table entries, but it is not a table: it
+        is not in ``table_names``, ``iter_key_group`` or the handles. The timer service stores its timers there,
+        one blob per key group, rewritten at each checkpoint.
+
+        Raises:
+            ValueError: a key group is out of range, or a value is not bytes.
+        """
+        ...
+
+    def read_raw_state(self, name: str) -> dict[int, bytes]:
+        """Raw keyed state ``name`` (empty if none): key group -> value, e.g. as restored from a checkpoint."""
+        ...
+
+    def raw_state_names(self) -> list[str]:
+        """The names of the raw keyed states held (written, or restored)."""
+        ...
+
     def flush(self) -> None:
         """Makes every write so far durable in the backend's store (no-op in memory)."""
         ...
@@ -219,6 +240,29 @@ class AbstractKeyedStateBackend(ABC):
     @abstractmethod
     def iter_key_group(self, key_group: int) -> Iterator[tuple[str, Any, Any, Any]]:
         """See ``KeyedStateBackend.iter_key_group``."""
+
+    @abstractmethod
+    def write_raw_state(self, name: str, blobs: Mapping[int, bytes]) -> None:
+        """See ``KeyedStateBackend.write_raw_state``."""
+
+    @abstractmethod
+    def read_raw_state(self, name: str) -> dict[int, bytes]:
+        """See ``KeyedStateBackend.read_raw_state``."""
+
+    @abstractmethod
+    def raw_state_names(self) -> list[str]:
+        """See ``KeyedStateBackend.raw_state_names``."""
+
+    def _check_raw(self, name: str, blobs: Mapping[int, bytes]) -> None:
+        """Refuses a raw state write that ``write_raw_state`` does not allow."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a raw state name must be a non-empty str, got {name!r}")
+        mp = self.max_parallelism
+        for kg, v in blobs.items():
+            if type(kg) is not int or not 0 <= kg < mp:
+                raise ValueError(f"raw state {name!r}: key group {kg!r} is out of range 0..{mp - 1}")
+            if not isinstance(v, bytes):
+                raise ValueError(f"raw state {name!r}: the value of key group {kg} is a {type(v).__name__}, not bytes")
 
     @abstractmethod
     def flush(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from state.backend import AbstractKeyedStateBackend, IncompatibleStateError
@@ -20,6 +20,7 @@ from state.snapshot import (
     KeyGroupFileSnapshot,
     download_handle,
     iter_downloaded,
+    iter_downloaded_raw,
     plan_restore,
     serialize_key_groups,
 )
@@ -35,6 +36,7 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
 
     Attributes:
         tables: state name -> table.
+        raw: raw keyed state: name -> key group -> value.
     """
 
     def __init__(self, max_parallelism: int = 128, clock: Callable[[], int] | None = None) -> None:
@@ -46,6 +48,7 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
         """
         super().__init__(max_parallelism, clock)
         self.tables: dict[str, dict[tuple[Any, Any], Any]] = {}
+        self.raw: dict[str, dict[int, bytes]] = {}
         self._restored_kinds: dict[str, list[Any]] = {}  # kinds of restored states, checked as RocksDB does
         self._instance_id = uuid.uuid4().hex[:16]
 
@@ -76,6 +79,20 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
                 if key_group_for(key, mp) == key_group:
                     yield name, key, ns, v
 
+    def write_raw_state(self, name: str, blobs: Mapping[int, bytes]) -> None:
+        """See ``KeyedStateBackend.write_raw_state`` (the values are kept as given: bytes are immutable)."""
+        self._check_raw(name, blobs)
+        if blobs or name in self.raw:
+            self.raw[name] = dict(blobs)
+
+    def read_raw_state(self, name: str) -> dict[int, bytes]:
+        """See ``KeyedStateBackend.read_raw_state``."""
+        return dict(self.raw.get(name, {}))
+
+    def raw_state_names(self) -> list[str]:
+        """See ``KeyedStateBackend.raw_state_names``."""
+        return list(self.raw)
+
     def flush(self) -> None:
         """Nothing to do: the dicts are the state."""
 
@@ -86,6 +103,7 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
         """Drops all state (handles stay usable, on empty tables)."""
         for t in self.tables.values():
             t.clear()
+        self.raw.clear()
 
     def _check_kind(self, name: str, kind: str, ttl: bool) -> None:
         restored = self._restored_kinds.get(name)
@@ -100,7 +118,8 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
     def snapshot(
         self, checkpoint_id: int, key_groups: range, local_dir: str, canonical: bool = False
     ) -> KeyGroupFileSnapshot:
-        """Serializes every table now, one blob per key group; ``upload`` writes them as one key-group file.
+        """Serializes every table now, one blob per key group; ``upload`` writes them (and the raw keyed state of
+        ``key_groups``) as one key-group file.
 
         Values are pickled here, so later changes (in place too) do not reach the snapshot. Entries whose key
         group is outside ``key_groups`` are left out.
@@ -127,6 +146,12 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
                     lst.append((key, ns, v))
         blobs = serialize_key_groups(groups)
         del groups
+        raw = [
+            (name, kg, v)
+            for name, vals in self.raw.items()
+            for kg, v in sorted(vals.items())
+            if whole or kg in key_groups
+        ]
         meta: dict[str, Any] = {
             "checkpoint_id": checkpoint_id,
             "tables": {**self._restored_kinds, **self._table_kinds()},
@@ -141,6 +166,7 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
             meta,
             local_dir,
             f"hashmap-{self._instance_id}",
+            raw,
         )
 
     def restore(
@@ -152,7 +178,7 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
         leaves the backend empty.
         """
         plan = plan_restore(handles, key_groups, self.max_parallelism)
-        if any(self.tables.values()):
+        if any(self.tables.values()) or any(self.raw.values()):
             raise ValueError("restore needs an empty backend: this one holds state already")
         self._check_registered(plan.kinds)
         dirs: list[str] = []
@@ -168,6 +194,11 @@ class HashMapKeyedStateBackend(AbstractKeyedStateBackend):
                     if t is None:
                         t = self.table(name)
                     t[(key, ns)] = v
+                for name, kg, value in iter_downloaded_raw(h, d, storage.uri(h.files[0].path), key_groups):
+                    r = self.raw.get(name)
+                    if r is None:
+                        r = self.raw[name] = {}
+                    r[kg] = value
         except BaseException:
             self.dispose()
             raise

@@ -12,6 +12,10 @@ would treat them. Values are pickles (protocol 5). The key-group prefix makes on
 contiguous range (``iter_key_group``), which is what snapshots by key group and rescaling read.
 rocksdict's own pickling is off (``raw_mode``): this module owns the encoding.
 
+Raw keyed state (``write_raw_state``: an opaque value per (name, key group), e.g. the timers) is the column family
+``r.<name>``, keyed by the key group alone (2 bytes, big-endian), written straight to the DB (no cache): it is
+part of every native checkpoint and is read by key-group range like the tables.
+
 Write-back cache. Each table fronts its column family with a dict, as Kafka Streams' record cache does:
 reads look in the cache, then in the DB (and cache what they found, absence included); writes and deletes
 only touch the cache and mark the entry dirty. When the cached entries of all tables exceed ``cache_entries``,
@@ -33,7 +37,7 @@ import shutil
 import struct
 import threading
 import uuid
-from collections.abc import Callable, ItemsView, Iterable, Iterator, MutableMapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
 
@@ -60,6 +64,7 @@ from state.snapshot import (
     StateFile,
     download_handle,
     iter_downloaded,
+    iter_downloaded_raw,
     join_path,
     plan_restore,
     upload_key_group_blobs,
@@ -75,12 +80,14 @@ __all__ = [
     "decode_db_key",
     "encode_db_key",
     "iter_db_dir_raw",
+    "iter_db_dir_raw_state",
 ]
 
 _PROTOCOL = 5
 _HEAD = struct.Struct(">HI")
 _LEN = struct.Struct(">I")
 _CF_PREFIX = "s."
+_RAW_PREFIX = "r."  # raw keyed state: one column family per name, keyed by the 2-byte key group
 _META_PREFIX = b"meta:"
 _MAX_PARALLELISM_KEY = b"max_parallelism"
 _KEY_SPACE_END = b"\x80"  # every DB key starts with a key group < 32768: first byte <= 0x7f
@@ -428,8 +435,11 @@ _KG = struct.Struct(">H")
 
 
 @contextlib.contextmanager
-def _open_read_only(path: str) -> Iterator[tuple[Rdict, dict[str, Rdict]]]:
-    """A database directory (a native checkpoint, or downloaded files) opened read-only: (db, table -> CF)."""
+def _open_read_only(path: str, prefix: str = _CF_PREFIX) -> Iterator[tuple[Rdict, dict[str, Rdict]]]:
+    """A database directory (a native checkpoint, or downloaded files) opened read-only: (db, table -> CF).
+
+    ``prefix`` picks the column families: tables (``s.``), or raw keyed state (``r.``).
+    """
     o = Options(raw_mode=True)
     try:
         names = Rdict.list_cf(path, o)
@@ -438,7 +448,7 @@ def _open_read_only(path: str) -> Iterator[tuple[Rdict, dict[str, Rdict]]]:
         )
     except Exception as e:
         raise CorruptStateError(f"the RocksDB files in {path} cannot be opened: {e}") from e
-    cfs = {n[len(_CF_PREFIX) :]: db.get_column_family(n) for n in names if n.startswith(_CF_PREFIX)}
+    cfs = {n[len(prefix) :]: db.get_column_family(n) for n in names if n.startswith(prefix)}
     try:
         yield db, cfs
     finally:
@@ -469,6 +479,18 @@ def iter_db_dir_raw(path: str, key_groups: range) -> Iterator[tuple[str, bytes, 
         for name, cf in cfs.items():
             for kb, vb in _scan(cf, key_groups.start, key_groups.stop):
                 yield name, kb, vb
+
+
+def iter_db_dir_raw_state(path: str, key_groups: range) -> Iterator[tuple[str, int, bytes]]:
+    """The raw keyed state of ``key_groups`` in the RocksDB database at ``path``: ``(name, key group, value)``.
+
+    Raises:
+        CorruptStateError: the files cannot be opened as a database.
+    """
+    with _open_read_only(path, _RAW_PREFIX) as (_, cfs):
+        for name, cf in cfs.items():
+            for kb, vb in _scan(cf, key_groups.start, key_groups.stop):
+                yield name, _KG.unpack(kb)[0], vb
 
 
 def _stored_kinds(db: Rdict) -> dict[str, list[Any]]:
@@ -535,6 +557,8 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         setattr(self._write_opts, "disable_wal", True)  # noqa: B010
         self._db: Rdict | None = None
         self._stored: list[str] = []
+        self._raw_stored: list[str] = []  # raw keyed states in the database
+        self._raw: dict[str, tuple[Rdict, Any]] = {}  # the open ones: name -> (column family, its handle)
         self._open()
         self._tables: dict[str, RocksDBTable] = {}
         self._closed = False
@@ -568,6 +592,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             )
         self._db = db
         self._stored = [n[len(_CF_PREFIX) :] for n in existing if n.startswith(_CF_PREFIX)]
+        self._raw_stored = [n[len(_RAW_PREFIX) :] for n in existing if n.startswith(_RAW_PREFIX)]
 
     def _open_db(self) -> Rdict:
         if self._db is None:
@@ -611,6 +636,64 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                 f"state {name!r} in {self.path} holds {stored_kind} state {'with' if stored_ttl else 'without'} "
                 f"TTL; it cannot be read as {kind} state {'with' if ttl else 'without'} TTL"
             )
+
+    # -- raw keyed state ------------------------------------------------------------------------------------
+
+    def _raw_cf(self, name: str, create: bool) -> tuple[Rdict, Any] | None:
+        """The column family of raw state ``name`` and its handle (None if it does not exist and not ``create``)."""
+        entry = self._raw.get(name)
+        if entry is not None:
+            return entry
+        db = self._open_db()
+        cf_name = _RAW_PREFIX + name
+        if name in self._raw_stored:
+            cf = db.get_column_family(cf_name)
+        elif create:
+            cf = db.create_column_family(cf_name, self._opts)
+            self._raw_stored.append(name)
+        else:
+            return None
+        entry = self._raw[name] = (cf, db.get_column_family_handle(cf_name))
+        return entry
+
+    def _close_raw(self) -> None:
+        for cf, _ in self._raw.values():
+            cf.close()
+        self._raw.clear()
+
+    def write_raw_state(self, name: str, blobs: Mapping[int, bytes]) -> None:
+        """See ``KeyedStateBackend.write_raw_state``: one WriteBatch of puts, and deletes of the key groups it held
+        that ``blobs`` does not; the cache is not involved."""
+        self._check_raw(name, blobs)
+        entry = self._raw_cf(name, create=bool(blobs))
+        if entry is None:
+            return
+        cf, h = entry
+        wb = WriteBatch(raw_mode=True)
+        pack = _KG.pack
+        for kb in cast(Iterator[bytes], cf.keys()):  # noqa: SIM118 - an Rdict, not a dict
+            if _KG.unpack(kb)[0] not in blobs:
+                wb.delete(kb, h)
+        for kg, value in blobs.items():
+            wb.put(pack(kg), value, h)
+        self._open_db().write(wb, self._write_opts)
+
+    def read_raw_state(self, name: str) -> dict[int, bytes]:
+        """See ``KeyedStateBackend.read_raw_state``."""
+        entry = self._raw_cf(name, create=False)
+        if entry is None:
+            return {}
+        return {_KG.unpack(kb)[0]: vb for kb, vb in cast(Iterator[tuple[bytes, bytes]], entry[0].items())}
+
+    def raw_state_names(self) -> list[str]:
+        """See ``KeyedStateBackend.raw_state_names``."""
+        return list(self._raw_stored)
+
+    def _clear_raw(self) -> None:
+        for name in list(self._raw_stored):
+            entry = self._raw_cf(name, create=False)
+            if entry is not None:
+                entry[0].delete_range(b"", _KEY_SPACE_END, self._write_opts)
 
     # -- cache ----------------------------------------------------------------------------------------------
 
@@ -793,7 +876,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         for name in list(self._stored):
             for _ in self.table(name)._cf.keys():  # noqa: SIM118 - an Rdict, not a dict
                 return False
-        return True
+        return not any(self.read_raw_state(name) for name in list(self._raw_stored))
 
     def restore(
         self, handles: list[KeyedStateHandle], storage: CheckpointStorage, key_groups: range, local_dir: str
@@ -826,14 +909,16 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             for name, (kind, ttl) in plan.kinds.items():
                 self._check_kind(name, kind, bool(ttl))
             for h, d in zip(plan.handles, dirs, strict=True):
+                uri = storage.uri(h.files[0].path) if h.files else "?"
                 if h.kind == KIND_ROCKSDB_INCREMENTAL:
                     self._write_raw(iter_db_dir_raw(d, key_groups))
                 else:
-                    uri = storage.uri(h.files[0].path) if h.files else "?"
                     self._write_entries(iter_downloaded(h, d, uri, key_groups))
+                self._write_raw_state(iter_downloaded_raw(h, d, uri, key_groups))
         except BaseException:
             for name in list(self._stored):
                 self.table(name).clear()
+            self._clear_raw()
             raise
         finally:
             for d in dirs:
@@ -858,6 +943,19 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         if n:
             db.write(wb, self._write_opts)
 
+    def _write_raw_state(self, values: Iterable[tuple[str, int, bytes]]) -> None:
+        """Adds restored raw keyed state ``(name, key group, value)`` (key groups of several handles add up)."""
+        db = self._open_db()
+        wb = WriteBatch(raw_mode=True)
+        n = 0
+        for name, kg, value in values:
+            entry = self._raw_cf(name, create=True)
+            assert entry is not None
+            wb.put(_KG.pack(kg), value, entry[1])
+            n += 1
+        if n:
+            db.write(wb, self._write_opts)
+
     def _write_entries(self, entries: Iterable[tuple[str, Any, Any, Any]]) -> None:
         enc = self._encode
 
@@ -877,6 +975,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             t._cfh = None
             t._cache.clear()
             t._dirty.clear()
+        self._close_raw()
         db.close()
         self._db = None
         try:
@@ -932,6 +1031,9 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             t._cf = _CLOSED_CF
             t._cfh = None
             t._cache.clear()
+        for cf, _ in self._raw.values():
+            cf.flush(True)
+        self._close_raw()
         db.flush(True)
         self._tables.clear()
         self._handles.clear()
@@ -1111,6 +1213,9 @@ class _CanonicalSnapshot(_Pending):
                 if tables:
                     yield kg, dumps(tables, _PROTOCOL)
 
+    def _raw_values(self) -> Iterator[tuple[str, int, bytes]]:
+        yield from iter_db_dir_raw_state(self.directory, self.key_groups)
+
     def _upload(
         self, storage: CheckpointStorage, private_prefix: str, shared_prefix: str
     ) -> tuple[KeyedStateHandle, dict[str, StateFile] | None]:
@@ -1123,5 +1228,6 @@ class _CanonicalSnapshot(_Pending):
             self.key_groups,
             self.max_parallelism,
             self.meta,
+            self._raw_values(),
         )
         return handle, None

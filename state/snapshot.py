@@ -28,6 +28,12 @@ entries of one key group; key groups without entries have no blob. ``meta["index
 one's checksum; the file's size is checked against ``StateFile.size``. Stored values are as the tables hold them
 (TTL-wrapped where TTL is on), namespaces (windows) included.
 
+*Raw keyed state* (``KeyedStateBackend.write_raw_state``: an opaque bytes value per (name, key group), e.g. the
+timers) follows the table blobs in the same file, each value written as it is (not pickled again);
+``meta["raw_index"]`` lists ``[name, key group, offset, length, crc32]`` per value. A file without raw state has
+no ``raw_index`` (files written before raw state existed have none either, and read the same). In a RocksDB
+database raw state ``name`` is the column family ``r.<name>`` keyed by the 2-byte big-endian key group.
+
 Every handle's ``meta`` has ``tables`` (state name -> ``[kind, ttl on]`` for states registered through a
 descriptor, so a restored backend refuses another kind, as a reopened RocksDB database does), ``table_names``
 (every table, operator tables included) and ``checkpoint_id``.
@@ -62,7 +68,9 @@ __all__ = [
     "RestorePlan",
     "StateFile",
     "download_checked",
+    "iter_downloaded_raw",
     "iter_key_group_file",
+    "iter_key_group_file_raw",
     "join_path",
     "plan_restore",
     "serialize_key_groups",
@@ -225,9 +233,12 @@ class KeyGroupFileSnapshot:
         meta: dict[str, Any],
         local_dir: str,
         file_prefix: str,
+        raw: list[tuple[str, int, bytes]] | None = None,
     ) -> None:
-        """``blobs`` from ``serialize_key_groups``; the file is named ``{file_prefix}-{checkpoint_id}-keyed.state``."""
+        """``blobs`` from ``serialize_key_groups``, ``raw`` the raw keyed state as ``(name, key group, value)``; the
+        file is named ``{file_prefix}-{checkpoint_id}-keyed.state``."""
         self.kind = kind
+        self._raw = raw or []
         self.checkpoint_id = checkpoint_id
         self.key_groups = key_groups
         self.max_parallelism = max_parallelism
@@ -252,15 +263,18 @@ class KeyGroupFileSnapshot:
                 self.key_groups,
                 self.max_parallelism,
                 self.meta,
+                self._raw,
             )
         finally:
             self._blobs = None
+            self._raw = []
             self._once.finish()
 
     def discard(self) -> None:
         """Drops the serialized state."""
         if self._once.try_discard():
             self._blobs = None
+            self._raw = []
 
 
 def upload_key_group_blobs(
@@ -272,11 +286,14 @@ def upload_key_group_blobs(
     key_groups: range,
     max_parallelism: int,
     meta: dict[str, Any],
+    raw: Iterable[tuple[str, int, bytes]] = (),
 ) -> KeyedStateHandle:
-    """Writes ``blobs`` as a key-group file in ``local_dir``, uploads it to ``path``, deletes the local copy."""
+    """Writes ``blobs`` (and the raw keyed state ``raw``, as ``(name, key group, value)``) as a key-group file in
+    ``local_dir``, uploads it to ``path``, deletes the local copy."""
     os.makedirs(local_dir, exist_ok=True)
     fd, local = tempfile.mkstemp(prefix="keyed-", suffix=".state", dir=local_dir)
     index: list[list[int]] = []
+    raw_index: list[list[Any]] = []
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC)
@@ -285,6 +302,10 @@ def upload_key_group_blobs(
                 f.write(blob)
                 index.append([kg, offset, len(blob), zlib.crc32(blob)])
                 offset += len(blob)
+            for name, kg, value in raw:
+                f.write(value)
+                raw_index.append([name, kg, offset, len(value), zlib.crc32(value)])
+                offset += len(value)
         size = storage.upload_file(local, path)
         if size != offset:
             raise CorruptStateError(f"uploading {storage.uri(path)} wrote {size} bytes, expected {offset}")
@@ -296,7 +317,7 @@ def upload_key_group_blobs(
         key_groups=(key_groups.start, key_groups.stop),
         max_parallelism=max_parallelism,
         files=[StateFile(path, size, False)],
-        meta={**meta, "format": FORMAT_VERSION, "index": index},
+        meta={**meta, "format": FORMAT_VERSION, "index": index, **({"raw_index": raw_index} if raw_index else {})},
         uploaded_bytes=size,
     )
 
@@ -349,6 +370,31 @@ def iter_key_group_file(
             for name, entries in tables:
                 for key, ns, value in entries:
                     yield name, key, ns, value
+
+
+def iter_key_group_file_raw(
+    local_path: str, uri: str, raw_index: list[list[Any]], key_groups: range
+) -> Iterator[tuple[str, int, bytes]]:
+    """The raw keyed state ``(name, key group, value)`` of the key groups in ``key_groups`` of a downloaded file.
+
+    Raises:
+        CorruptStateError: bad header, a value beyond the end of the file, or a checksum mismatch (names ``uri``).
+    """
+    if not raw_index:
+        return
+    with open(local_path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise CorruptStateError(f"state file {uri} is not a weir key-group file (bad header)")
+        for name, kg, offset, length, crc in raw_index:
+            if kg not in key_groups:
+                continue
+            f.seek(offset)
+            value = f.read(length)
+            if len(value) != length or zlib.crc32(value) != crc:
+                raise CorruptStateError(
+                    f"state file {uri}: raw state {name!r} of key group {kg} fails its checksum (corrupt file)"
+                )
+            yield name, kg, value
 
 
 @dataclass
@@ -455,4 +501,21 @@ def iter_downloaded(
     else:
         yield from iter_key_group_file(
             os.path.join(directory, "keyed.state"), uri, handle.meta.get("index", []), key_groups
+        )
+
+
+def iter_downloaded_raw(
+    handle: KeyedStateHandle, directory: str, uri: str, key_groups: range
+) -> Iterator[tuple[str, int, bytes]]:
+    """The raw keyed state ``(name, key group, value)`` of ``key_groups`` in a handle's downloaded files.
+
+    ``uri`` names the handle's (first) file in errors.
+    """
+    if handle.kind == KIND_ROCKSDB_INCREMENTAL:
+        from state.rocksdb import iter_db_dir_raw_state
+
+        yield from iter_db_dir_raw_state(directory, key_groups)
+    else:
+        yield from iter_key_group_file_raw(
+            os.path.join(directory, "keyed.state"), uri, handle.meta.get("raw_index", []), key_groups
         )
