@@ -1,18 +1,25 @@
 """Timers: the processing-time service of a task and the timer service of a keyed operator.
 
 Both are driven by the task's mailbox loop, so a timer never fires while a record is being processed.
-Event-time timers are grouped by timestamp -- a dict per timestamp of the (key, namespace) pairs due then, and a
-heap of distinct timestamps -- which costs one heap operation per distinct timestamp instead of one per
-(key, window), the common case of windows ending together (measured 2.5x faster than a heap entry per timer).
+Timers are grouped by timestamp -- a bucket per timestamp of the (key, namespace) pairs due then, and a heap of
+distinct timestamps -- which costs one heap operation per distinct timestamp instead of one per (key, window), the
+common case of windows ending together (measured 2.5x faster than a heap entry per timer). A timestamp's first
+timer is kept as a 1-tuple and its bucket becomes a dict at the second, so timers alone at their millisecond (a
+``KeyedProcessFunction``'s) cost no dict. Checkpoints take the timers as one blob per key group
+(``timers_by_key_group``), which the keyed state backend stores as raw keyed state.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from heapq import heappop, heappush
 from typing import Any
+
+from state.keygroups import key_group_for
 
 MIN_TIME = -(2**63)
 MAX_TIME = 2**63 - 1
@@ -51,48 +58,96 @@ class ProcessingTimeService:
 
 
 class _TimerQueue:
-    """Timers of one time domain, deduplicated per (key, namespace, timestamp), firing in timestamp order."""
+    """Timers of one time domain, deduplicated per (key, namespace, timestamp), firing in timestamp order.
 
-    __slots__ = ("by_ts", "heap")
+    Attributes:
+        by_ts: timestamp -> its *bucket*, the ``(key, namespace)`` pairs due then, in registration order. A bucket
+            is a 1-tuple ``((key, namespace),)`` while it holds one timer and a dict ``{(key, namespace): None}``
+            from its second: most timers of a ``KeyedProcessFunction`` are alone at their millisecond, and a tuple
+            costs a fraction of a dict to make and to keep. Either supports ``pair in bucket``, ``len`` and
+            iteration over the pairs, which is all a reader may use (the window fast path reads ``by_ts``
+            directly); only this class changes buckets.
+        heap: the distinct timestamps, a heap; an entry whose bucket was emptied by ``remove`` stays until
+            popped (then skipped).
+        added: timers ever added (not counting duplicates).
+        removed: timers ever removed or popped. ``added - removed`` is the number pending, and the pair
+            ``(added, removed)`` changes with every change of the queue's content.
+    """
+
+    __slots__ = ("added", "by_ts", "heap", "removed")
 
     def __init__(self) -> None:
-        self.by_ts: dict[int, dict[tuple[Any, Any], None]] = {}
+        self.by_ts: dict[int, tuple[tuple[Any, Any]] | dict[tuple[Any, Any], None]] = {}
         self.heap: list[int] = []
+        self.added = 0
+        self.removed = 0
 
     def add(self, key: Any, ns: Any, ts: int) -> bool:
-        """Returns True when ``ts`` is a new timestamp (the caller may need to schedule it)."""
-        bucket = self.by_ts.get(ts)
+        """Adds the timer (a no-op if it exists); returns True when ``ts`` is a new timestamp.
+
+        A new timestamp may need scheduling by the caller (processing time).
+        """
+        by_ts = self.by_ts
+        bucket = by_ts.get(ts)
         if bucket is None:
-            self.by_ts[ts] = {(key, ns): None}
-            heapq.heappush(self.heap, ts)
+            by_ts[ts] = ((key, ns),)
+            heappush(self.heap, ts)
+            self.added += 1
             return True
-        bucket[(key, ns)] = None
+        pair = (key, ns)
+        if type(bucket) is tuple:
+            first = bucket[0]
+            if first != pair:
+                by_ts[ts] = {first: None, pair: None}
+                self.added += 1
+        elif pair not in bucket:
+            bucket[pair] = None  # type: ignore[index]
+            self.added += 1
         return False
 
     def remove(self, key: Any, ns: Any, ts: int) -> None:
-        bucket = self.by_ts.get(ts)
-        if bucket is not None:
-            bucket.pop((key, ns), None)
+        """Deletes the timer if it exists."""
+        by_ts = self.by_ts
+        bucket = by_ts.get(ts)
+        if bucket is None:
+            return
+        pair = (key, ns)
+        if type(bucket) is tuple:
+            if bucket[0] == pair:
+                del by_ts[ts]  # its heap entry is skipped when popped
+                self.removed += 1
+        elif pair in bucket:
+            del bucket[pair]  # type: ignore[union-attr]
+            self.removed += 1
             if not bucket:
-                del self.by_ts[ts]  # its heap entry is skipped when popped
+                del by_ts[ts]
 
-    def pop_due(self, until: int) -> tuple[int, dict[tuple[Any, Any], None]] | None:
+    def pop_due(self, until: int) -> tuple[int, tuple[tuple[Any, Any]] | dict[tuple[Any, Any], None]] | None:
+        """Removes and returns the earliest ``(timestamp, bucket)`` with timestamp <= ``until``, or None."""
         heap = self.heap
         while heap and heap[0] <= until:
-            ts = heapq.heappop(heap)
+            ts = heappop(heap)
             bucket = self.by_ts.pop(ts, None)
             if bucket:
+                self.removed += len(bucket)
                 return ts, bucket
         return None
 
+    def clear(self) -> None:
+        """Drops every timer (the counters stay monotonic)."""
+        self.by_ts.clear()
+        self.heap.clear()
+        self.removed = self.added
+
     def __len__(self) -> int:
-        return sum(len(b) for b in self.by_ts.values())
+        return self.added - self.removed
 
     @property
     def earliest(self) -> int | None:
+        """The earliest pending timestamp (None without timers)."""
         heap = self.heap
         while heap and heap[0] not in self.by_ts:
-            heapq.heappop(heap)
+            heappop(heap)
         return heap[0] if heap else None
 
 
@@ -132,15 +187,20 @@ class InternalTimerService:
     def advance_watermark(self, watermark: int) -> None:
         """Fire every event-time timer with timestamp <= ``watermark``, in timestamp order.
 
-        Timers registered while firing that are already due fire in the same call.
+        Timers registered while firing that are already due fire in the same call; a timer deleted while its
+        timestamp's bucket fires still fires (the bucket was taken whole).
         """
         self.current_watermark = watermark
         cb = self.on_event_timer
-        while True:
-            due = self.event.pop_due(watermark)
-            if due is None:
-                return
-            ts, bucket = due
+        q = self.event
+        heap, pop = q.heap, q.by_ts.pop
+        # pop_due, inlined: with one timer per timestamp (a KeyedProcessFunction's) this loop runs per timer
+        while heap and heap[0] <= watermark:
+            ts = heappop(heap)
+            bucket = pop(ts, None)
+            if bucket is None:
+                continue  # emptied by remove, or a second heap entry of a timestamp that fired already
+            q.removed += len(bucket)
             for key, ns in bucket:
                 cb(key, ns, ts)
 
@@ -157,11 +217,18 @@ class InternalTimerService:
 
     def fire_all_processing_timers(self) -> None:
         """At end of input: processing-time timers do not fire (Flink), so they are dropped."""
-        self.processing = _TimerQueue()
+        self.processing.clear()  # in place: ``version`` must keep counting up
 
     @property
     def pending(self) -> int:
+        """Timers registered and not yet fired or deleted (both domains); O(1)."""
         return len(self.event) + len(self.processing)
+
+    @property
+    def version(self) -> tuple[int, int, int, int]:
+        """Changes whenever the set of timers changes (and only goes up): equal versions, equal timers."""
+        ev, pr = self.event, self.processing
+        return ev.added, ev.removed, pr.added, pr.removed
 
     def entries(self) -> list[tuple[Any, Any, int, int]]:
         """Every timer as (key, namespace, timestamp, domain) with domain 0 = event time, 1 = processing time."""
@@ -177,3 +244,106 @@ class InternalTimerService:
                 self.register_event_time_timer(key, ns, ts)
             else:
                 self.register_processing_time_timer(key, ns, ts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Snapshots: one blob per key group
+# ---------------------------------------------------------------------------------------------------------------
+
+TIMER_BLOB_FORMAT = 1
+"""The version of the per-key-group timer blob (first element of the pickled tuple)."""
+
+
+_KG_MEMO_ENTRIES = 1 << 16
+
+
+def timers_by_key_group(
+    service: InternalTimerService, max_parallelism: int, memo: dict[Any, int] | None = None
+) -> dict[int, bytes]:
+    """The timers of ``service`` as one blob per key group that has any: ``key group -> blob``.
+
+    A blob is ``pickle((TIMER_BLOB_FORMAT, [(domain, timestamp, pairs), ...]))`` with domain 0 = event time,
+    1 = processing time, and ``pairs`` a tuple or list of the ``(key, namespace)`` pairs of that key group due at
+    that timestamp. Taken whole at every checkpoint (the synchronous part): a pickle per key group instead of an
+    entry per key in a state table, which RocksDB would encode and pickle one by one.
+
+    ``memo`` (key -> key group, kept by the caller across checkpoints; emptied when it reaches 65,536 keys) saves
+    hashing the same keys at every checkpoint. Keyed by the key itself: keys that compare equal share a key group
+    whatever their types (``state.keygroups``), so a memo entry is right for every equal key.
+
+    Raises:
+        TypeError: a key or namespace cannot be pickled (names the timer).
+    """
+    if memo is None:
+        memo = {}
+    elif len(memo) >= _KG_MEMO_ENTRIES:
+        memo.clear()
+    known = memo.get
+    kgf = key_group_for
+    groups: dict[int, list[tuple[int, int, Any]]] = {}
+    for domain, q in ((0, service.event), (1, service.processing)):
+        for ts, bucket in q.by_ts.items():
+            if type(bucket) is tuple:  # one timer at ts: the bucket is immutable, the blob may share it
+                key = bucket[0][0]
+                kg = known(key)
+                if kg is None:
+                    kg = memo[key] = kgf(key, max_parallelism)
+                g = groups.get(kg)
+                if g is None:
+                    groups[kg] = [(domain, ts, bucket)]
+                else:
+                    g.append((domain, ts, bucket))
+                continue
+            split: dict[int, list[tuple[Any, Any]]] = {}
+            for pair in bucket:
+                key = pair[0]
+                kg = known(key)
+                if kg is None:
+                    kg = memo[key] = kgf(key, max_parallelism)
+                lst = split.get(kg)
+                if lst is None:
+                    split[kg] = [pair]
+                else:
+                    lst.append(pair)
+            for kg, pairs in split.items():
+                g = groups.get(kg)
+                if g is None:
+                    groups[kg] = [(domain, ts, pairs)]
+                else:
+                    g.append((domain, ts, pairs))
+    dumps = pickle.dumps
+    out: dict[int, bytes] = {}
+    for kg, entries in groups.items():
+        try:
+            out[kg] = dumps((TIMER_BLOB_FORMAT, entries), 5)
+        except Exception as e:
+            raise TypeError(f"the timers cannot be snapshotted: {_unpicklable_timer(entries) or e}") from e
+    return out
+
+
+def _unpicklable_timer(entries: list[tuple[int, int, Any]]) -> str | None:
+    for domain, ts, pairs in entries:
+        for key, ns in pairs:
+            try:
+                pickle.dumps((key, ns), 5)
+            except Exception as e:
+                kind = "event" if domain == 0 else "processing"
+                return f"the {kind}-time timer of key {key!r:.60} at {ts} (namespace {ns!r:.60}) cannot be pickled: {e}"
+    return None
+
+
+def restore_timers_from_blobs(service: InternalTimerService, blobs: Iterable[bytes]) -> None:
+    """Registers every timer of ``blobs`` (made by ``timers_by_key_group``) with ``service``.
+
+    Raises:
+        ValueError: a blob is of an unknown format.
+    """
+    ev_add, pr_add = service.register_event_time_timer, service.register_processing_time_timer
+    for blob in blobs:
+        data = pickle.loads(blob)
+        if type(data) is not tuple or len(data) != 2 or data[0] != TIMER_BLOB_FORMAT:
+            raise ValueError(f"a timer snapshot of an unknown format: {data!r:.80}")
+        for domain, ts, pairs in data[1]:
+            add = ev_add if domain == 0 else pr_add
+            for key, ns in pairs:
+                add(key, ns, ts)

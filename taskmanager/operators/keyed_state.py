@@ -2,54 +2,71 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from taskmanager.operators.base import Operator
+from taskmanager.timers import restore_timers_from_blobs, timers_by_key_group
 
-TIMERS_TABLE = "_timers"
+TIMERS_STATE = "_timers"
+"""The raw keyed state holding the operator's timers: one blob per key group (``timers_by_key_group``)."""
+
+LEGACY_TIMERS_TABLE = "_timers"
+"""The table in which snapshots before raw keyed state kept the timers: ``(key, None) -> [(domain, ns, ts), ...]``.
+Read on restore only (savepoints and checkpoints of that format still restore), then emptied. It shares its name
+with ``TIMERS_STATE``: tables and raw states are separate name spaces."""
 
 
 class KeyedStateMixin(Operator):
     """Gives a keyed operator ``self.backend`` (restored from the checkpoint it starts from) and checkpoints
-    it together with the operator's timers, which are kept in the backend's ``_timers`` table for the snapshot."""
+    it together with the operator's timers, which it stores in the backend as raw keyed state, one blob per key
+    group (``TIMERS_STATE``), so that they are redistributed by key group with the rest of the state."""
 
     backend: Any
     timers: Any = None  # InternalTimerService when the operator has timers
-    _timer_keys: set[Any]
+    # ``timers.version`` when the timers were last written to the backend (None: unknown, write them)
+    _timers_saved: tuple[int, int, int, int] | None = None
+    _key_group_memo: dict[Any, int]  # key -> key group, for the timer snapshots
 
     def open_backend(self) -> Any:
         self.backend = self.runtime.create_keyed_backend(self.uid)
-        self._timer_keys = set()
+        self._key_group_memo = {}
+        # a new backend holds no timers, as a new timer service: nothing to write until one changes
+        self._timers_saved = (0, 0, 0, 0)
         if self.restore_states:
             handles = [h for s in self.restore_states for h in s.keyed]
             if handles:
                 self.backend.restore(handles, self.restore_storage, self.key_groups, self.local_dir)
+                self._timers_saved = None
         return self.backend
 
     def restore_timers(self) -> None:
-        """After the timer service exists: re-register the timers of the restored checkpoint."""
+        """After the timer service exists: re-register the timers of the restored checkpoint (either format)."""
         if self.timers is None or not self.restore_states:
             return
-        table = self.backend.table(TIMERS_TABLE)
-        entries: list[tuple[Any, Any, int, int]] = []
-        for (key, _), lst in list(table.items()):
-            self._timer_keys.add(key)
-            entries.extend((key, ns, ts, domain) for domain, ns, ts in lst)
-        self.timers.restore(entries)
+        backend = self.backend
+        restore_timers_from_blobs(self.timers, backend.read_raw_state(TIMERS_STATE).values())
+        if LEGACY_TIMERS_TABLE in backend.table_names():
+            table = backend.table(LEGACY_TIMERS_TABLE)
+            entries: list[tuple[Any, Any, int, int]] = []
+            for (key, _), lst in list(table.items()):
+                entries.extend((key, ns, ts, domain) for domain, ns, ts in lst)
+            self.timers.restore(entries)
+            # emptied: the timers live in the raw state from the next checkpoint on, and a stale copy here would
+            # bring deleted timers back at the next restore
+            table.clear()
+        self._timers_saved = None
 
     def _save_timers(self) -> None:
-        if self.timers is None:
+        timers = self.timers
+        if timers is None:
             return
-        by_key: dict[Any, list[tuple[int, Any, int]]] = defaultdict(list)
-        for key, ns, ts, domain in self.timers.entries():
-            by_key[key].append((domain, ns, ts))
-        table = self.backend.table(TIMERS_TABLE)
-        for k in self._timer_keys - by_key.keys():
-            table.pop((k, None), None)
-        for k, lst in by_key.items():
-            table[(k, None)] = lst
-        self._timer_keys = set(by_key)
+        version = timers.version
+        if version == self._timers_saved:
+            return  # unchanged since they were written: the backend holds them already
+        backend = self.backend
+        blobs = timers_by_key_group(timers, backend.max_parallelism, self._key_group_memo)
+        backend.write_raw_state(TIMERS_STATE, blobs)
+        self._timers_saved = version
 
     def snapshot_state(self, checkpoint_id: int, canonical: bool) -> tuple[Any, bytes | None]:
         self._save_timers()
