@@ -175,6 +175,23 @@ class VelocityRule(KeyedProcessFunction):
             yield ("alert", ctx.get_current_key(), timestamp, total, count)
 
 
+def v1_first(b: Any) -> dict[str, Any]:
+    """V1's first map_batches (before the rebalance): n -> (x = 2n, y = n % 7), two int64 columns."""
+    import pyarrow.compute as pc
+
+    n = b["f0"]
+    return {"x": pc.multiply(n, 2), "y": pc.remainder(n, 7)}
+
+
+def v1_second(b: Any) -> dict[str, Any]:
+    """V1's second map_batches (after the rebalance): (x, y) -> x + 3y. Its columns are named ``x, y`` when they
+    crossed the edge as columns, ``f0, f1`` when as records (``pipeline.columnar-exchange: false``)."""
+    import pyarrow.compute as pc
+
+    x, y = (b["x"], b["y"]) if "x" in b.schema.names else (b["f0"], b["f1"])
+    return {"z": pc.add(x, pc.multiply(y, 3))}
+
+
 # ---- a discarding sink ----
 
 class _CountingWriter(SinkWriter):
@@ -212,6 +229,17 @@ def lat_expand(r: tuple[int, float]) -> list[tuple[int, float]]:
     """``expand`` on the payload; every output carries the input's creation time."""
     c = r[1]
     return [(y, c) for y in expand(r[0])]
+
+
+def lat_v1_first(b: Any) -> dict[str, Any]:
+    """``v1_first`` on the payload column, ``created`` carried along."""
+    return {**v1_first(b), "created": b["f1"]}
+
+
+def lat_v1_second(b: Any) -> dict[str, Any]:
+    """``v1_second``, ``created`` carried along (the latency sink reads it as the record's last field)."""
+    created = b["created"] if "created" in b.schema.names else b["f2"]
+    return {**v1_second(b), "created": created}
 
 
 def lat_to_key_one(r: tuple[int, float]) -> tuple[tuple[int, int], float]:
@@ -348,6 +376,64 @@ def latency_w2(env: StreamExecutionEnvironment, source: LatencySource, sink: Lat
     )
 
 
+V1_RECORDS_OFF = {"pipeline.columnar-exchange": "false"}
+"""The job configuration of V1-records: V1's buffers cross the rebalance as records (the path before columns
+crossed task boundaries)."""
+
+
+def _build_v1(env: StreamExecutionEnvironment, records: int, parallelism: int, columnar: bool) -> None:
+    env.set_parallelism(parallelism)
+    if not columnar:
+        for k, v in V1_RECORDS_OFF.items():
+            env.get_config().set_string(k, v)
+    (
+        env.from_source(NumberSequenceSource(0, records - 1), source_name="Numbers")
+        .map_batches(v1_first)
+        .rebalance()
+        .map_batches(v1_second, output_records="value")
+        .sink_to(CountingSink())
+        .name("Discard")
+    )
+
+
+def build_v1(env: StreamExecutionEnvironment, records: int, parallelism: int = 2) -> None:
+    """V1: NumberSequenceSource -> map_batches -> rebalance -> map_batches -> discarding sink; the buffers cross
+    the rebalance as columns (Arrow IPC between workers)."""
+    _build_v1(env, records, parallelism, True)
+
+
+def build_v1_records(env: StreamExecutionEnvironment, records: int, parallelism: int = 2) -> None:
+    """V1 with its buffers crossing the rebalance as records (pickled), converted at both ends."""
+    _build_v1(env, records, parallelism, False)
+
+
+def _latency_v1(env: StreamExecutionEnvironment, source: LatencySource, sink: LatencySink, parallelism: int,
+                columnar: bool) -> None:
+    env.set_parallelism(parallelism)
+    if not columnar:
+        for k, v in V1_RECORDS_OFF.items():
+            env.get_config().set_string(k, v)
+    (
+        env.from_source(source, source_name="Rate-limited numbers")
+        .map_batches(lat_v1_first)
+        .rebalance()
+        .map_batches(lat_v1_second)
+        .sink_to(sink)
+        .name("Latency")
+    )
+
+
+def latency_v1(env: StreamExecutionEnvironment, source: LatencySource, sink: LatencySink, parallelism: int) -> None:
+    """V1's latency job."""
+    _latency_v1(env, source, sink, parallelism, True)
+
+
+def latency_v1_records(env: StreamExecutionEnvironment, source: LatencySource, sink: LatencySink,
+                       parallelism: int) -> None:
+    """V1-records' latency job."""
+    _latency_v1(env, source, sink, parallelism, False)
+
+
 def _w3_window(events: DataStream, event_time: Any, key: Any, reduce: Any) -> DataStream:
     strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_seconds(W3_DISORDER_MS // 1000))
                 .with_timestamp_assigner(event_time))
@@ -437,6 +523,18 @@ def baseline_w1(records: int) -> int:
         if f_filter(y):
             for _ in f_flat(y):
                 count += 1
+    return count
+
+
+def baseline_v1(records: int) -> int:
+    """V1 as a plain loop: buffers of 1,024 numbers as Arrow batches through the same two functions, the results
+    made records (as the sink gets them); returns the number of records."""
+    import pyarrow as pa
+
+    count = 0
+    for start in range(0, records, 1024):
+        batch = pa.RecordBatch.from_arrays([pa.array(range(start, min(start + 1024, records)))], names=["f0"])
+        count += len(v1_second(pa.RecordBatch.from_pydict(v1_first(batch)))["z"].to_pylist())
     return count
 
 

@@ -30,7 +30,8 @@ and a Markdown table in ``benchmarks/results/latest.md`` (cores and Python versi
 suite also runs ``benchmarks.checkpoints`` and appends its section). Targets are printed, never asserted.
 
 Usage: ``python -m benchmarks.run [--quick] [--only W1,W3-rocksdb] [--parallelism 1,2] [--records N]
-[--latency-seconds S] [--no-latency]`` (``--only W3`` selects W3-hashmap and W3-rocksdb).
+[--latency-seconds S] [--no-latency]`` (``--only W3`` selects W3-hashmap and W3-rocksdb; ``--only V1`` selects V1 and
+V1-records, the same job with its buffers crossing the rebalance as columns and as records).
 """
 
 from __future__ import annotations
@@ -205,6 +206,24 @@ WORKLOADS: tuple[Workload, ...] = (
         latency=jobs.latency_w3_rocksdb,
         baseline=jobs.baseline_w3,
         checkpoint_ms=CHECKPOINT_INTERVAL_MS,
+    ),
+    Workload(
+        name="V1",
+        description="numbers -> map_batches (x = 2n, y = n % 7) -> rebalance -> map_batches (x + 3y) -> discard; "
+        "the buffers cross the rebalance as columns (Arrow IPC between workers)",
+        records={1: 12_000_000, 2: 12_000_000},
+        build=jobs.build_v1,
+        latency=jobs.latency_v1,
+        baseline=jobs.baseline_v1,
+    ),
+    Workload(
+        name="V1-records",
+        description="V1 with pipeline.columnar-exchange: false -- the buffers cross the rebalance as pickled "
+        "records, converted from and back to columns at its two ends (the path before)",
+        records={1: 12_000_000, 2: 12_000_000},
+        build=jobs.build_v1_records,
+        latency=jobs.latency_v1_records,
+        baseline=jobs.baseline_v1,
     ),
 )
 
