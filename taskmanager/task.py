@@ -145,6 +145,9 @@ class StreamTask:
         self._align_started: dict[int, float] = {}  # checkpoint id -> monotonic time of its first barrier
         self._alignment: dict[int, float] = {}  # checkpoint id -> seconds its alignment took (until reported)
         self.backlog: deque[Any] = deque()
+        # input set aside during an alignment that completed: handled before the mailbox, but only once the
+        # checkpoint's barrier has gone out (their records are after the barrier, downstream must see them so)
+        self.replay: deque[Any] = deque()
         self._barrier_targets: dict[int, str | None] = {}
         self._pending_barriers: list[tuple[int, str | None]] = []
         self._uploads: set[asyncio.Task[None]] = set()
@@ -547,7 +550,9 @@ class StreamTask:
         last_yield = time.perf_counter()
         total = len(gate.channels)
         while self.ended < total:
-            if mailbox.empty():
+            if self.replay:
+                item = self.replay.popleft()
+            elif mailbox.empty():
                 wait = self._next_wakeup(timeout, last_flush)
                 if wait is not None:
                     if wait > 0:
@@ -570,6 +575,10 @@ class StreamTask:
                 item = mailbox.get_nowait()
             t0 = time.perf_counter()
             self._handle(item)
+            if self._pending_barriers:
+                # a checkpoint was taken: its barrier goes out before anything processed after the snapshot
+                # (timers due now, input set aside during the alignment) emits a record
+                await self._send_barriers()
             if pts._heap:
                 pts.run_due()
             t1 = time.perf_counter()
@@ -622,9 +631,10 @@ class StreamTask:
             started = self._align_started.pop(d.trigger, None)
             self._alignment[d.trigger] = time.monotonic() - started if started is not None else 0.0
             self._checkpoint(d.trigger, self._barrier_targets.pop(d.trigger, None))
-            held, self.backlog = self.backlog, deque()
-            for item in held:  # in arrival order; a later barrier in there may block channels again
-                self._handle(item)
+            # in arrival order, ahead of anything still in the mailbox; a later barrier in there may block
+            # channels again. Not handled here: what they emit must follow the barrier queued just now
+            self.backlog.extend(self.replay)
+            self.replay, self.backlog = self.backlog, deque()
         if d.abort is not None:
             self._barrier_targets.pop(d.abort, None)
             self._align_started.pop(d.abort, None)

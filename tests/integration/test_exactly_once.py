@@ -1,6 +1,8 @@
 """Exactly-once under SIGKILL: a keyed event-time window job with checkpoints into the transactional FileSink;
 TaskManagers are killed at random moments and replaced; the committed output must equal a plain-Python reference,
-record for record (no loss, no duplicate)."""
+record for record (no loss, no duplicate). One variant puts a rebalance in front of the window, so that a task with
+several inputs (barrier alignment) sends records over the network: what it set aside while aligning must reach its
+consumers after the barrier."""
 
 from __future__ import annotations
 
@@ -53,11 +55,14 @@ def committed_lines(out: Path) -> collections.Counter:
     return lines
 
 
-def build(env: StreamExecutionEnvironment, out: Path) -> None:
+def build(env: StreamExecutionEnvironment, out: Path, rebalance: bool = False) -> None:
     strategy = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(0)).with_timestamp_assigner(
         lambda r, _: r[1])
-    (env.from_source(NumberSequenceSource(0, N - 1), None, "numbers").map(slow_record)
-     .assign_timestamps_and_watermarks(strategy)
+    timed = (env.from_source(NumberSequenceSource(0, N - 1), None, "numbers").map(slow_record)
+             .assign_timestamps_and_watermarks(strategy))
+    if rebalance:  # a task of two inputs between the sources and the windows, its output on the network
+        timed = timed.rebalance().map(lambda r: r)
+    (timed
      .key_by(lambda r: r[0]).window(TumblingEventTimeWindows.of(Time.seconds(1)))
      .reduce(lambda a, b: (a[0], a[1], a[2] + b[2]), window_function=_Describe())
      .sink_to(FileSink.for_row_format(str(out), Encoder.simple_string_encoder()).build()))
@@ -70,8 +75,10 @@ class _Describe:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("backend,storage", [("rocksdb", "s3"), ("hashmap", "file")])
+@pytest.mark.parametrize("backend,storage,rebalance", [("rocksdb", "s3", False), ("hashmap", "file", False),
+                                                       ("hashmap", "file", True)])
 def test_taskmanager_killed_three_times_output_is_exactly_once(tmp_path: Path, backend: str, storage: str,
+                                                                rebalance: bool,
                                                                 request: pytest.FixtureRequest) -> None:
     out = tmp_path / "out"
     cluster = LocalCluster(taskmanagers=2, slots=1, heartbeat_timeout=2, heartbeat_interval=0.3,
@@ -92,7 +99,7 @@ def test_taskmanager_killed_three_times_output_is_exactly_once(tmp_path: Path, b
             env.enable_checkpointing(300)
             env.get_checkpoint_config().set_checkpoint_storage_dir(f"file://{tmp_path}/checkpoints")
         env.set_state_backend(EmbeddedRocksDBStateBackend() if backend == "rocksdb" else HashMapStateBackend())
-        build(env, out)
+        build(env, out, rebalance)
         job_id = env.execute_async("exactly once").get_job_id()
         rnd = random.Random(42)
         for kill in range(3):
