@@ -28,6 +28,8 @@ _COUNTERS = [
     ("weir_task_busy_seconds", "busy_seconds", "Time spent processing records, timers and events"),
     ("weir_task_backpressured_seconds", "backpressured_seconds", "Time spent waiting for credit downstream"),
     ("weir_task_late_records_dropped", "late_records_dropped", "Window elements later than the allowed lateness"),
+    ("weir_task_columnar_buffers_in", "columnar_buffers_in", "Buffers received as columns (Arrow), not records"),
+    ("weir_task_columnar_buffers_out", "columnar_buffers_out", "Buffers sent as columns (Arrow), not records"),
 ]
 _GAUGES = [
     ("weir_task_output_buffer_usage_ratio", "output_buffer_usage", "Filled share of the output buffers"),

@@ -76,3 +76,32 @@ def test_taskmanager_metrics_show_records_busy_and_backpressure(tmp_path: Any) -
         finally:
             set_context(None)
             jm.close()
+
+
+def test_columnar_buffers_are_counted(tmp_path: Any) -> None:
+    """map_batches -> rebalance -> map_batches: the buffers cross the edge as columns, and /metrics says so."""
+    pytest.importorskip("pyarrow")
+    with LocalCluster(taskmanagers=1, slots=2, log_dir=str(tmp_path)) as c:
+        set_context(ExecutionContext(jobmanager_address=c.address))
+        jm = JobManagerClient(c.address)
+        try:
+            env = StreamExecutionEnvironment.get_execution_environment()
+            env.set_parallelism(2)
+            (env.from_source(NumberSequenceSource(1, 10**10), None, "numbers").map_batches(lambda b: b)
+             .rebalance().map_batches(lambda b: b).sink_to(SlowSink()))
+            job_id = env.execute_async("columnar metrics").get_job_id()
+            port = c.metrics_ports[0]
+
+            def counted() -> Any:
+                m = scrape(port)
+                sent = [s.value for s in m.get("weir_task_columnar_buffers_out_total", [])
+                        if s.labels["job"] == job_id and s.value > 0]
+                got = [s.value for s in m.get("weir_task_columnar_buffers_in_total", [])
+                       if s.labels["job"] == job_id and s.value > 0]
+                return sent and got
+
+            wait_for(counted, 30, "columnar buffers in and out in the metrics")
+            jm.cancel(job_id)
+        finally:
+            set_context(None)
+            jm.close()
