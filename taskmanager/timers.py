@@ -170,6 +170,9 @@ class InternalTimerService:
         self.event = _TimerQueue()
         self.processing = _TimerQueue()
         self.current_watermark = MIN_TIME
+        # set by an operator that fires a whole timestamp's event-time timers at once (ts, bucket): the
+        # tumbling-window fast path, whose every timer at a timestamp means the same thing (emit and clean up)
+        self.on_event_bucket: Callable[[int, Any], None] | None = None
 
     def register_event_time_timer(self, key: Any, ns: Any, ts: int) -> None:
         self.event.add(key, ns, ts)
@@ -192,6 +195,7 @@ class InternalTimerService:
         """
         self.current_watermark = watermark
         cb = self.on_event_timer
+        bulk = self.on_event_bucket
         q = self.event
         heap, pop = q.heap, q.by_ts.pop
         # pop_due, inlined: with one timer per timestamp (a KeyedProcessFunction's) this loop runs per timer
@@ -201,6 +205,9 @@ class InternalTimerService:
             if bucket is None:
                 continue  # emptied by remove, or a second heap entry of a timestamp that fired already
             q.removed += len(bucket)
+            if bulk is not None:
+                bulk(ts, bucket)
+                continue
             for key, ns in bucket:
                 cb(key, ns, ts)
 

@@ -198,6 +198,8 @@ class WindowOperator(KeyedStateMixin):
                                            self._on_fast_timer if self.fast else self._on_event_timer,
                                            self._on_processing_timer)
         self.restore_timers()
+        if self.fast and not self.lateness and self.window_fn is None and self.mode != "list":
+            self.timers.on_event_bucket = self._fire_fast_bucket
         self.collector = Collector(self.runtime)
         self.tctx = _TriggerContext(self)
         self.wctx = _WindowFunctionContext(self)
@@ -494,6 +496,22 @@ class WindowOperator(KeyedStateMixin):
 
         self.backend.current_key = key
         self._emit_window(key, TimeWindow(start, start + self.size), contents)
+
+    def _fire_fast_bucket(self, ts: int, bucket: Any) -> None:
+        """Every timer of timestamp ``ts`` at once, for the fast path without lateness and without a window
+        function: each is the end of its window ``(key, start)`` -- the pair is the window's contents key -- and
+        both fires it and cleans it up, so the bucket turns into one list of results."""
+        pop = self.contents.pop
+        missing = _MISSING
+        accs = [pop(ck, missing) for ck in bucket]
+        if missing in accs:  # (a window has state exactly when it has a pending timer: not expected)
+            accs = [a for a in accs if a is not missing]
+        if self.mode == "aggregate":
+            result = self.agg.get_result
+            accs = [result(a) for a in accs]
+        c = self.collector
+        c.values.extend(accs)
+        c.timestamps.extend([ts] * len(accs))
 
     def _on_fast_timer(self, key: Any, start: int, ts: int) -> None:
         end1 = start + self.size - 1
