@@ -306,14 +306,49 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
 
     def put_new(self, k: tuple[Any, Any], v: Any) -> None:
         """Creates entry ``k``, which the caller knows is in neither the cache nor the DB (no read needed)."""
-        dirty = self._dirty
-        if k not in dirty:  # (an unwritten change of ``k`` would mean the DB may hold it: not new then)
-            self._new.add(k)
         c = self._cache
+        if k not in c:  # (a cached pending delete -- dirty, or being written -- means the DB may hold it: not new)
+            self._new.add(k)
         c[k] = v
-        dirty.add(k)
+        self._dirty.add(k)
         if len(c) > self._limit:
             self._backend._overflow()
+
+    def hot_path(self) -> tuple[dict[tuple[Any, Any], Any], set[tuple[Any, Any]], Any]:
+        """``(cache, dirty, absent)``: the table's write-back cache, its set of dirty entries and the cache's
+        marker of an absent entry, for a caller's own hot loop (the window operator's). Valid until the backend
+        is closed or restored.
+
+        The rule: ``v = cache.get(k, absent)``; when ``v is not absent``, ``v`` is entry ``k``'s current value and
+        the caller may replace it by ``cache[k] = new; dirty.add(k)`` (the entry stays in the cache, so no
+        overflow check is due; a value changed in place must be assigned back the same way). Anything else -- a
+        miss, an absent entry, creating or deleting an entry -- goes through the table's methods. Nothing else
+        may be written into either container.
+        """
+        return self._cache, self._dirty, _ABSENT
+
+    def pop_many(self, keys: Iterable[tuple[Any, Any]], default: Any) -> list[Any]:
+        """``[self.pop(k, default) for k in keys]`` in one call (a window firing a whole timestamp)."""
+        c = self._cache
+        new, dirty = self._new, self._dirty
+        out: list[Any] = []
+        append = out.append
+        for k in keys:
+            v = c.get(k, _MISS)
+            if v is _MISS:
+                v = self._load(k)
+            if v is _ABSENT:
+                append(default)
+                continue
+            if k in new:  # never written to the DB: forget it (as ``discard``)
+                new.discard(k)
+                dirty.discard(k)
+                del c[k]
+            else:
+                c[k] = _ABSENT
+                dirty.add(k)  # (the entry was cached already: the cache did not grow)
+            append(v)
+        return out
 
     def discard(self, k: tuple[Any, Any]) -> None:
         """Deletes entry ``k`` if present, without reading it (a blind delete)."""

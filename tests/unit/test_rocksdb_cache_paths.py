@@ -77,3 +77,35 @@ def test_the_memo_encodes_as_the_codec_without_it() -> None:
         for e in entries:
             assert codec.encode(e) == encode_db_key(e, 128) == DbKeyCodec(128).encode(e)
     assert codec.encode((True, None)) == codec.encode((1, None)) == codec.encode((1.0, None))
+
+
+def test_pop_many_equals_pop_one_by_one(tmp_path: Any) -> None:
+    results = []
+    for many in (False, True):
+        b = RocksDBKeyedStateBackend(str(tmp_path / f"db{many}"), cache_entries=4)
+        t = b.table("t")
+        for i in range(6):  # some written out and evicted by the small cache, some new, one in the DB then deleted
+            t.put_new((i, 0), i)
+        b.flush()
+        t.pop((5, 0))
+        t.put_new((6, 0), 6)
+        keys = [(i, 0) for i in range(8)]
+        miss = object()
+        got = t.pop_many(keys, miss) if many else [t.pop(k, miss) for k in keys]
+        results.append(([None if v is miss else v for v in got], db_items(b)))
+        b.close()
+    assert results[0] == results[1] == ([0, 1, 2, 3, 4, None, 6, None], [])
+
+
+def test_hot_path_replacement_reaches_the_db(tmp_path: Any) -> None:
+    b = RocksDBKeyedStateBackend(str(tmp_path / "db"), cache_entries=1_000)
+    t = b.table("t")
+    t.put_new(("a", 0), 1)
+    b.flush()
+    cache, dirty, absent = t.hot_path()
+    assert cache.get(("a", 0), absent) == 1
+    assert cache.get(("b", 0), absent) is absent
+    cache[("a", 0)] = 2
+    dirty.add(("a", 0))
+    assert db_items(b) == [(("a", 0), 2)]
+    b.close()

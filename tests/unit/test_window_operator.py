@@ -149,16 +149,16 @@ def make(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     """``make(assigner, **params)`` -> a Harness on a fresh backend of the parametrized kind."""
     backends: list[Any] = []
 
-    def backend() -> Any:
+    def backend(cache_entries: int) -> Any:
         if request.param == "hashmap":
             b: Any = HashMapKeyedStateBackend()
         else:
-            b = RocksDBKeyedStateBackend(str(tmp_path / f"db{len(backends)}"), cache_entries=2)
+            b = RocksDBKeyedStateBackend(str(tmp_path / f"db{len(backends)}"), cache_entries=cache_entries)
         backends.append(b)
         return b
 
-    def make_harness(assigner: Any, **kw: Any) -> Harness:
-        return Harness(backend(), assigner, **kw)
+    def make_harness(assigner: Any, cache_entries: int = 2, **kw: Any) -> Harness:
+        return Harness(backend(cache_entries), assigner, **kw)
 
     yield make_harness
     for b in backends:
@@ -307,14 +307,16 @@ def _random_steps(seed: int) -> list[tuple[Any, ...]]:
     return steps
 
 
-@pytest.mark.parametrize("mode", ["reduce", "list"])
+@pytest.mark.parametrize("mode", ["reduce", "aggregate", "list"])
 @pytest.mark.parametrize("lateness", [0, 7])
 def test_tumbling_fast_and_generic_paths_match_reference(make, mode, lateness):
+    # (on RocksDB, reduce and aggregate take the fast path's cached loop, list the generic fast loop; the 2-entry
+    # cache makes most windows miss the cache, so both of its branches run)
     steps = _random_steps(seed=lateness * 31 + len(mode))
     expected = _reference_tumbling(steps, 10, lateness)
     assert sum(len(late) for _, late in expected) > 5  # the scenario really has late elements...
     assert sum(len(f) for f, _ in expected) > 20
-    params = {"mode": mode, "reduce_fn": add if mode == "reduce" else None, "window_fn": KeyStartSum(),
+    params = {**mode_params(mode), "reduce_fn": add if mode == "reduce" else None, "window_fn": KeyStartSum(),
               "lateness": lateness}
     fast = make(TumblingEventTimeWindows.of(10), **params)
     generic = make(TumblingEventTimeWindows.of(10), trigger=GenericEventTimeTrigger(), **params)
@@ -332,6 +334,26 @@ def test_tumbling_fast_and_generic_paths_match_reference(make, mode, lateness):
     assert len(fast.op.contents) == 0 and len(generic.op.contents) == 0  # all state cleared after the final watermark
     if isinstance(fast.op.backend, RocksDBKeyedStateBackend):  # the 2-entry cache really was flushed and evicted
         assert fast.op.backend.cached_entries() <= 2
+
+
+@pytest.mark.parametrize("cache_entries", [2, 10_000], ids=["evicting-cache", "everything-cached"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_tumbling_fast_reduce_without_window_function_matches_reference(make, seed, cache_entries):
+    # the fast path's cheapest case (W3): reduce, no window function, no lateness -- whole timestamps fire at once;
+    # on RocksDB with a cache that holds everything the records only touch the cache (``RocksDBTable.hot_path``)
+    steps = _random_steps(seed=seed)
+    expected = [([((k, total), t) for (k, _, total), t in fired], late)
+                for fired, late in _reference_tumbling(steps, 10, 0)]
+    h = make(TumblingEventTimeWindows.of(10), reduce_fn=add, cache_entries=cache_entries)
+    got = []
+    for step in steps:
+        h.op.process_watermark(step[1]) if step[0] == "wm" else h.op.process_batch(step[1], step[2])
+        new = h.log[h._seen:]
+        h._seen = len(h.log)
+        got.append((sorted((e[1], e[2]) for e in new if e[0] == "out"),
+                    sorted((e[1], e[2]) for e in new if e[0] == "late")))
+    assert [(sorted(f), sorted(la)) for f, la in expected] == got
+    assert len(h.op.contents) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------------
