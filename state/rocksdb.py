@@ -37,6 +37,7 @@ import shutil
 import struct
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
@@ -93,7 +94,22 @@ _MAX_PARALLELISM_KEY = b"max_parallelism"
 _KEY_SPACE_END = b"\x80"  # every DB key starts with a key group < 32768: first byte <= 0x7f
 
 _MISS: Any = object()  # not in the cache
-_ABSENT: Any = object()  # cached knowledge that the DB has no entry (or a pending delete when dirty)
+
+
+class _Absent:
+    """The type of ``_ABSENT``; it pickles as a reference to the one instance, so a captured write-out can carry
+    deletes among its pickled values (``RocksDBKeyedStateBackend._capture``) and the loads give ``_ABSENT`` back."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_ABSENT"
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT: Any = _Absent()  # cached knowledge that the DB has no entry (or a pending delete when dirty)
 _NO_DEFAULT: Any = object()
 
 _dumps = pickle.dumps
@@ -426,7 +442,8 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         return _ValuesView(self)
 
     def clear(self) -> None:
-        """Removes every entry (one range delete)."""
+        """Removes every entry (one range delete; queued write-outs are applied first, so none brings one back)."""
+        self._backend.flush()
         self._cache.clear()
         self._dirty.clear()
         self._new.clear()
@@ -448,6 +465,18 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
             return
         for k in list(islice(c, drop)):
             del c[k]
+
+
+def _unpicklable(name: str, keys: list[tuple[Any, Any]], values: list[Any], e: Exception) -> TypeError:
+    """The error for a value of table ``name`` that cannot be pickled, naming its entry."""
+    for k, v in zip(keys, values, strict=True):
+        try:
+            _dumps(v, _PROTOCOL)
+        except Exception as e2:  # noqa: BLE001
+            return TypeError(
+                f"state {name!r}: the value of key {k[0]!r:.60} (namespace {k[1]!r:.60}) cannot be pickled: {e2}"
+            )
+    return TypeError(f"state {name!r}: the values cannot be pickled: {e}")
 
 
 def _db_options(write_buffer_manager: WriteBufferManager, block_cache: Cache) -> Options:
@@ -544,6 +573,50 @@ def _is_shared_file(name: str) -> bool:
     return name.endswith((".sst", ".blob"))
 
 
+_CHUNK = 4096  # entries per pickle of captured values and per WriteBatch: the GIL changes hands between chunks
+
+
+class _WriteOut:
+    """DB writes captured on the mailbox thread, applied later, in capture order, by whichever thread drains the
+    backend's queue (``RocksDBKeyedStateBackend._drain``): a checkpoint's upload thread, or the mailbox thread
+    itself when it needs the DB up to date (``flush``).
+
+    ``tables``: per table ``(table, keys, pickles of their values in chunks of _CHUNK)``, ``_ABSENT`` for a delete
+    (one ``dumps`` per chunk is far cheaper on the mailbox thread than one per value, and the values must be
+    serialized at the barrier since they may be changed in place later); ``deleted``: per table the keys it deleted
+    (filled when applied, for ``_reap``). ``raw``: ``(column family handle, [(DB key, value or None: a delete)])``.
+    ``checkpoint_dir``: a native checkpoint to take right after the writes, before any later write-out (None:
+    none). Applying is idempotent (puts and deletes of fixed bytes), so a failed application is retried whole.
+    """
+
+    __slots__ = ("tables", "deleted", "raw", "checkpoint_dir", "lock", "done", "made", "cancelled", "error")
+
+    def __init__(
+        self,
+        tables: list[tuple[RocksDBTable, list[tuple[Any, Any]], list[bytes]]],
+        raw: list[tuple[Any, list[tuple[bytes, bytes | None]]]],
+        checkpoint_dir: str | None,
+    ) -> None:
+        self.tables = tables
+        self.deleted: list[tuple[RocksDBTable, list[tuple[Any, Any]]]] = []
+        self.raw = raw
+        self.checkpoint_dir = checkpoint_dir
+        self.lock = threading.Lock()  # guards checkpoint_dir and made against a concurrent discard
+        self.done = False  # written (and its checkpoint taken or given up)
+        self.made = False  # its native checkpoint directory exists
+        self.cancelled = False  # dropped unwritten by ``dispose``
+        self.error: BaseException | None = None  # why its native checkpoint could not be made
+
+    def give_up_checkpoint(self) -> None:
+        """The snapshot will not be uploaded: take no native checkpoint, remove one already made. The writes
+        still happen (in order), so nothing written before the barrier is lost."""
+        with self.lock:
+            d, self.checkpoint_dir = self.checkpoint_dir, None
+            made, self.made = self.made, False
+        if d is not None and made:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
     """Keyed state in a RocksDB database at ``path``, tables as column families behind a write-back cache.
 
@@ -605,6 +678,15 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         self._confirmed_id: int | None = None  # None: nothing confirmed, or the confirmed files are restored ones
         self._confirmed: tuple[str, dict[str, StateFile]] | None = None  # SST files later checkpoints may reuse
         self._pending: list[_Pending] = []
+        # write-outs captured at checkpoints and not yet applied, oldest first (appended by the mailbox thread only;
+        # see ``_drain``); every DB write of table entries or raw state and every native checkpoint is made under
+        # ``_write_lock``, in queue order, so a native checkpoint holds exactly the state of its barrier
+        self._queue: deque[_WriteOut] = deque()
+        self._write_lock = threading.Lock()
+        self._written: deque[_WriteOut] = deque()  # applied; their deletes not yet dropped from the caches
+        # the draining thread's own codec (a codec is not thread-safe; the mailbox thread's reads use _encode)
+        self._write_encode: Callable[[tuple[Any, Any]], bytes] = DbKeyCodec(max_parallelism).encode
+        self._raw_present: dict[str, set[int]] = {}  # raw state name -> key groups it holds once queued writes apply
 
     def _open(self) -> None:
         """Opens (or creates) the database at ``self.path``."""
@@ -704,17 +786,31 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         if entry is None:
             return
         cf, h = entry
-        wb = WriteBatch(raw_mode=True)
+        present = self._raw_present.get(name)
+        if present is None:
+            # (queued write-outs hold no writes of ``name`` yet: only this method queues them, and it records them)
+            present = {_KG.unpack(kb)[0] for kb in cast(Iterator[bytes], cf.keys())}  # noqa: SIM118 - an Rdict
         pack = _KG.pack
-        for kb in cast(Iterator[bytes], cf.keys()):  # noqa: SIM118 - an Rdict, not a dict
-            if _KG.unpack(kb)[0] not in blobs:
+        entries: list[tuple[bytes, bytes | None]] = [(pack(kg), None) for kg in present if kg not in blobs]
+        entries.extend((pack(kg), value) for kg, value in blobs.items())
+        self._raw_present[name] = set(blobs)
+        if self._queue:
+            # a checkpoint's write-out is in flight: this write must not reach the DB before its native checkpoint
+            self._queue.append(_WriteOut([], [(h, entries)], None))
+            return
+        wb = WriteBatch(raw_mode=True)
+        for kb, vb in entries:
+            if vb is None:
                 wb.delete(kb, h)
-        for kg, value in blobs.items():
-            wb.put(pack(kg), value, h)
-        self._open_db().write(wb, self._write_opts)
+            else:
+                wb.put(kb, vb, h)
+        with self._write_lock:
+            self._open_db().write(wb, self._write_opts)
 
     def read_raw_state(self, name: str) -> dict[int, bytes]:
-        """See ``KeyedStateBackend.read_raw_state``."""
+        """See ``KeyedStateBackend.read_raw_state`` (applies queued write-outs first)."""
+        if self._queue:
+            self.flush()
         entry = self._raw_cf(name, create=False)
         if entry is None:
             return {}
@@ -725,6 +821,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         return list(self._raw_stored)
 
     def _clear_raw(self) -> None:
+        self._raw_present.clear()
         for name in list(self._raw_stored):
             entry = self._raw_cf(name, create=False)
             if entry is not None:
@@ -766,48 +863,144 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         return sum(len(t._dirty) for t in self._tables.values())
 
     def flush(self) -> None:
-        """Writes every dirty cache entry to the DB in one WriteBatch. Written values stay cached, clean; written
-        deletes leave the cache (the cache is for live entries: a later read of such a key asks the DB, whose
-        bloom filter answers a miss cheaply).
+        """Brings the DB up to date on the mailbox thread: applies the write-outs still queued from earlier
+        checkpoints (taking the native checkpoints they want, in order), then writes every dirty cache entry.
+        Written values stay cached, clean; written deletes leave the cache (the cache is for live entries: a later
+        read of such a key asks the DB, whose bloom filter answers a miss cheaply).
 
         Raises:
             TypeError: a value cannot be pickled (the entry stays dirty).
+            RuntimeError: the backend is closed.
         """
-        dirty = [t for t in self._tables.values() if t._dirty]
-        if not dirty:
-            return
-        db = self._open_db()
-        wb = WriteBatch(raw_mode=True)
-        put, delete = wb.put, wb.delete
-        enc = self._encode
+        self._open_db()
+        item = self._capture(None) if any(t._dirty for t in self._tables.values()) else None
+        self._drain(item if item is not None else (self._queue[-1] if self._queue else None))
+        self._reap()
+
+    def _capture(self, checkpoint_dir: str | None) -> _WriteOut:
+        """Moves every dirty entry into a new write-out at the end of the queue (the entries become clean: their
+        values are pickled now, since they may be changed in place later; a delete travels as ``_ABSENT``, which
+        pickles as itself). Deleted entries keep their ``_ABSENT`` marker in the cache until the write-out is
+        applied (``_reap``), so reads never ask a DB that still holds the old value. Cheap on purpose (the mailbox
+        thread waits for it): C-level copies and one ``dumps`` per ``_CHUNK`` values.
+
+        Raises:
+            TypeError: a value cannot be pickled (nothing is captured, every entry stays dirty).
+        """
+        captured: list[tuple[RocksDBTable, list[tuple[Any, Any]], list[bytes]]] = []
         dumps = _dumps
-        deleted: list[tuple[dict[tuple[Any, Any], Any], list[tuple[Any, Any]]]] = []
-        for t in dirty:
-            cache, h = t._cache, t._cfh
-            gone: list[tuple[Any, Any]] = []
-            for k in t._dirty:
-                v = cache[k]
-                if v is _ABSENT:
-                    delete(enc(k), h)
-                    gone.append(k)
-                    continue
-                try:
-                    data = dumps(v, _PROTOCOL)
-                except Exception as e:
-                    raise TypeError(
-                        f"state {t.name!r}: the value of key {k[0]!r:.60} (namespace {k[1]!r:.60}) cannot be "
-                        f"pickled: {e}"
-                    ) from e
-                put(enc(k), data, h)
-            if gone:
-                deleted.append((cache, gone))
-        db.write(wb, self._write_opts)
-        for t in dirty:
+        for t in self._tables.values():
+            if not t._dirty:
+                continue
+            keys = list(t._dirty)
+            values = list(map(t._cache.__getitem__, keys))
+            try:
+                data = [dumps(values[i : i + _CHUNK], _PROTOCOL) for i in range(0, len(values), _CHUNK)]
+            except Exception as e:
+                raise _unpicklable(t.name, keys, values, e) from e
+            captured.append((t, keys, data))
+        for t, _, _ in captured:  # (cleared in place: ``hot_path`` callers hold these sets)
             t._dirty.clear()
-            t._new.clear()
-        for cache, gone in deleted:
-            for k in gone:
-                del cache[k]
+            t._new.clear()  # written by this write-out: no longer "never in the DB"
+        item = _WriteOut(captured, [], checkpoint_dir)
+        self._queue.append(item)
+        return item
+
+    def _drain(self, upto: _WriteOut | None) -> None:
+        """Applies queued write-outs in order, up to and including ``upto`` (None: none), each followed by the
+        native checkpoint it wants. Called by upload threads and by the mailbox thread; one at a time.
+
+        Raises:
+            RuntimeError: the backend was closed before ``upto`` was applied, or it was dropped by ``dispose``.
+            Exception: a DB write failed; the write-out stays queued and is applied again by the next drain.
+        """
+        if upto is None:
+            return
+        with self._write_lock:
+            while not upto.done:
+                if upto.cancelled:
+                    raise RuntimeError("the RocksDB state backend was disposed before the snapshot was written")
+                db = self._db
+                if db is None or not self._queue:
+                    raise RuntimeError(f"the RocksDB state backend at {self.path} is closed")
+                item = self._queue[0]
+                self._apply(db, item)
+                self._queue.popleft()
+                item.tables, item.raw = [], []  # (the pickles are in the DB now)
+                self._written.append(item)
+
+    def _apply(self, db: Rdict, item: _WriteOut) -> None:
+        """Writes ``item`` (in WriteBatches of ``_CHUNK`` entries: the GIL changes hands between them) and takes
+        its native checkpoint. Holds ``_write_lock``."""
+        enc, dumps, loads, wo, absent = self._write_encode, _dumps, _loads, self._write_opts, _ABSENT
+        item.deleted = []  # (a retried application finds them again)
+        for t, keys, data in item.tables:
+            h = t._cfh
+            deleted: list[tuple[Any, Any]] = []
+            item.deleted.append((t, deleted))
+            i = 0
+            for blob in data:
+                wb = WriteBatch(raw_mode=True)
+                for v in loads(blob):
+                    k = keys[i]
+                    i += 1
+                    if v is absent:
+                        wb.delete(enc(k), h)
+                        deleted.append(k)
+                    else:
+                        wb.put(enc(k), dumps(v, _PROTOCOL), h)
+                db.write(wb, wo)
+        for h, entries in item.raw:
+            wb = WriteBatch(raw_mode=True)
+            for kb, rv in entries:
+                if rv is None:
+                    wb.delete(kb, h)
+                else:
+                    wb.put(kb, rv, h)
+            db.write(wb, wo)
+        with item.lock:
+            d = item.checkpoint_dir
+            if d is not None:
+                try:
+                    # the memtables first, one column family at a time: rocksdict releases the GIL in a flush but
+                    # not in create_checkpoint, which would flush them itself (measured: docs/performance.md)
+                    for t in list(self._tables.values()):
+                        t._cf.flush(True)
+                    for cf, _ in list(self._raw.values()):
+                        cf.flush(True)
+                    Checkpoint(db).create_checkpoint(d)
+                    item.made = True
+                except Exception as e:  # noqa: BLE001 - the snapshot's upload reports it
+                    shutil.rmtree(d, ignore_errors=True)
+                    item.error = e
+            item.done = True
+
+    def _reap(self) -> None:
+        """Mailbox thread: drops the deletes of applied write-outs from the caches (unless deleted again since)."""
+        written = self._written
+        absent = _ABSENT
+        while written:
+            item = written.popleft()
+            for t, deleted in item.deleted:
+                cache, dirty = t._cache, t._dirty
+                for k in deleted:
+                    if cache.get(k) is absent and k not in dirty:
+                        del cache[k]
+
+    def _await_write_out(self, item: _WriteOut) -> str:
+        """Upload thread: waits until ``item`` (and every write-out before it) is applied; its checkpoint dir.
+
+        Raises:
+            RuntimeError: the backend was closed or disposed first, or RocksDB could not make the checkpoint.
+        """
+        self._drain(item)
+        with item.lock:
+            d, made, error = item.checkpoint_dir, item.made, item.error
+        if error is not None:
+            raise RuntimeError(f"RocksDB cannot create a checkpoint of {self.path} in {d}: {error}") from error
+        if d is None or not made:
+            raise RuntimeError(f"the native checkpoint of {self.path} was given up")
+        return d
 
     # -- key groups -----------------------------------------------------------------------------------------
 
@@ -834,22 +1027,29 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
     def snapshot(
         self, checkpoint_id: int, key_groups: range, local_dir: str, canonical: bool = False
     ) -> PendingSnapshot:
-        """Writes the cache out and takes a native RocksDB checkpoint (hard links) into a new dir in ``local_dir``.
+        """The synchronous part of a checkpoint: captures the cache's dirty entries (their values pickled now) into
+        a write-out queued behind any earlier one; ``upload`` (another thread) applies it, takes a native RocksDB
+        checkpoint (hard links) into a new dir in ``local_dir`` and uploads its files: SST files once under the
+        shared prefix, reused by later checkpoints while they are live and this backend's last *completed*
+        checkpoint (``notify_checkpoint_complete``) or restored state holds them; the other files under the private
+        prefix every time. With ``canonical``, it writes the key groups of ``key_groups`` as a key-group file
+        instead (savepoints).
 
-        ``upload`` then uploads its files: SST files once under the shared prefix, reused by later checkpoints
-        while they are live and this backend's last *completed* checkpoint (``notify_checkpoint_complete``) or
-        restored state holds them; the other files under the private prefix every time. With ``canonical``, it
-        writes the key groups of ``key_groups`` as a key-group file instead (savepoints).
+        Invariants: the native checkpoint holds exactly the state at this call (write-outs, raw state writes and
+        cache overflows that come later reach the DB only after it); reads in the meantime see the latest values
+        (the cache keeps captured entries, deletes as absent markers, until applied; eviction waits for them); a
+        snapshot discarded or failed still has its writes applied, in order, by the next drain (a later upload,
+        ``flush``, ``close``).
 
         ``local_dir`` should be on the database's file system (else RocksDB copies the files) and outside the
         database directory.
 
         Raises:
-            RuntimeError: the backend is closed, or RocksDB cannot make the checkpoint.
-            TypeError: a cached value cannot be pickled.
+            RuntimeError: the backend is closed.
+            TypeError: a cached value cannot be pickled (nothing is captured).
         """
         db = self._open_db()
-        self.flush()
+        self._reap()
         meta: dict[str, Any] = {
             "checkpoint_id": checkpoint_id,
             "tables": _stored_kinds(db),
@@ -859,19 +1059,14 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         directory = os.path.join(
             os.path.abspath(local_dir), f"rocksdb-{self._instance_id}-{checkpoint_id}-{uuid.uuid4().hex[:8]}"
         )
-        try:
-            Checkpoint(db).create_checkpoint(directory)  # flushes the memtables first
-        except Exception as e:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise RuntimeError(f"RocksDB cannot create a checkpoint of {self.path} in {directory}: {e}") from e
+        item = self._capture(directory)
         pending: _Pending
         if canonical:
-            pending = _CanonicalSnapshot(self, checkpoint_id, key_groups, directory, meta, local_dir)
+            pending = _CanonicalSnapshot(self, checkpoint_id, key_groups, directory, meta, item, local_dir)
         else:
-            files = sorted((n, os.path.getsize(os.path.join(directory, n))) for n in os.listdir(directory))
             with self._snap_lock:
                 base = self._confirmed
-            pending = _IncrementalSnapshot(self, checkpoint_id, key_groups, directory, meta, files, base)
+            pending = _IncrementalSnapshot(self, checkpoint_id, key_groups, directory, meta, item, base)
         with self._snap_lock:
             self._pending.append(pending)
         return pending
@@ -980,6 +1175,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
 
     def _write_raw_state(self, values: Iterable[tuple[str, int, bytes]]) -> None:
         """Adds restored raw keyed state ``(name, key group, value)`` (key groups of several handles add up)."""
+        self._raw_present.clear()
         db = self._open_db()
         wb = WriteBatch(raw_mode=True)
         n = 0
@@ -1058,7 +1254,14 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         """Writes the caches and the memtables to disk and closes the database. Idempotent."""
         if self._closed:
             return
-        self.flush()
+        self.flush()  # (applies queued write-outs, taking their native checkpoints: their uploads may go on)
+        self._write_lock.acquire()  # an upload thread may be checking its write-out: let it finish first
+        try:
+            self._close_db()
+        finally:
+            self._write_lock.release()
+
+    def _close_db(self) -> None:
         db = self._open_db()
         for t in self._tables.values():
             t._cf.flush(True)
@@ -1083,7 +1286,12 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         for p in pending:
             p.discard()
         if not self._closed:
-            # nothing needs writing: skip the flush, just release the DB
+            # nothing needs writing: skip the flush and the queued write-outs, just release the DB
+            with self._write_lock:
+                for item in self._queue:
+                    item.cancelled = True
+                    item.give_up_checkpoint()
+                self._queue.clear()
             for t in self._tables.values():
                 t._dirty.clear()
             self.close()
@@ -1099,7 +1307,12 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
 
 
 class _Pending:
-    """A native RocksDB checkpoint in a local directory, waiting to be uploaded (or discarded)."""
+    """A checkpoint's write-out, waiting in the backend's queue, and the native RocksDB checkpoint its application
+    makes in ``directory``; uploaded (or discarded) by the task.
+
+    ``upload`` waits for the write-out (applying it and the ones before it when no other thread does), then uploads
+    the checkpoint's files. ``discard`` gives up the native checkpoint but not the writes.
+    """
 
     kind = ""
 
@@ -1110,11 +1323,13 @@ class _Pending:
         key_groups: range,
         directory: str,
         meta: dict[str, Any],
+        item: _WriteOut,
     ) -> None:
         self.checkpoint_id = checkpoint_id
         self.key_groups = key_groups
         self.directory = directory
         self.meta = meta
+        self._item = item
         self.instance_id = backend._instance_id
         self.max_parallelism = backend.max_parallelism
         self._backend = backend
@@ -1132,12 +1347,14 @@ class _Pending:
         ssts: dict[str, StateFile] | None = None
         ok = False
         try:
+            self._backend._await_write_out(self._item)
             handle, ssts = self._upload(storage, private_prefix, shared_prefix)
             ok = True
             return handle
         finally:
             with self._lock:
                 self._state = "uploaded" if ok else "failed"
+            self._item.give_up_checkpoint()  # (when the write-out failed, a later drain must not make it)
             shutil.rmtree(self.directory, ignore_errors=True)
             self._backend._upload_done(self, storage.base_uri, ssts)
 
@@ -1153,7 +1370,7 @@ class _Pending:
             if self._state != "ready":
                 return
             self._state = "discarded"
-        shutil.rmtree(self.directory, ignore_errors=True)
+        self._item.give_up_checkpoint()  # the writes stay queued: the next drain applies them, in order
         self._backend._upload_done(self, None, None)
 
     def _name(self, local_name: str) -> str:
@@ -1170,11 +1387,10 @@ class _IncrementalSnapshot(_Pending):
         key_groups: range,
         directory: str,
         meta: dict[str, Any],
-        files: list[tuple[str, int]],
+        item: _WriteOut,
         base: tuple[str, dict[str, StateFile]] | None,
     ) -> None:
-        super().__init__(backend, checkpoint_id, key_groups, directory, meta)
-        self.files = files
+        super().__init__(backend, checkpoint_id, key_groups, directory, meta, item)
         self.base = base
 
     def _upload(
@@ -1186,8 +1402,10 @@ class _IncrementalSnapshot(_Pending):
         ssts: dict[str, StateFile] = {}
         written: list[str] = []
         uploaded = 0
+        d = self.directory
+        local = sorted((n, os.path.getsize(os.path.join(d, n))) for n in os.listdir(d))
         try:
-            for name, size in self.files:
+            for name, size in local:
                 shared = _is_shared_file(name)
                 sf = base.get(name) if shared else None
                 if sf is None or sf.size != size:
@@ -1228,9 +1446,10 @@ class _CanonicalSnapshot(_Pending):
         key_groups: range,
         directory: str,
         meta: dict[str, Any],
+        item: _WriteOut,
         local_dir: str,
     ) -> None:
-        super().__init__(backend, checkpoint_id, key_groups, directory, meta)
+        super().__init__(backend, checkpoint_id, key_groups, directory, meta, item)
         self.local_dir = local_dir
 
     def _blobs(self) -> Iterator[tuple[int, bytes]]:

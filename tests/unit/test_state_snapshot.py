@@ -537,12 +537,14 @@ def test_rocksdb_local_files_are_freed(env: Env) -> None:
     p1 = b.snapshot(1, ALL, env.local)
     p2 = b.snapshot(2, ALL, env.local)
     p3 = b.snapshot(3, ALL, env.local)
-    assert len(os.listdir(env.local)) == 3
+    # native checkpoints are made when the write-outs are applied (by an upload), in order
+    assert len(os.listdir(env.local)) == 0
     p2.upload(env.storage, "chk-2", "shared")
-    assert len(os.listdir(env.local)) == 2
+    assert len(os.listdir(env.local)) == 1  # snapshot 1's, made on the way to snapshot 2's
     p3.discard()
     with pytest.raises(RuntimeError, match="discarded"):
         p3.upload(env.storage, "chk-3", "shared")
+    b.flush()  # applies snapshot 3's write-out: no native checkpoint for a discarded snapshot
     assert len(os.listdir(env.local)) == 1
     b.notify_checkpoint_complete(2)  # snapshot 1 is older than a completed checkpoint: dropped
     assert os.listdir(env.local) == []
@@ -672,13 +674,13 @@ def test_rocksdb_synchronous_part_hard_links_the_sst_files(env: Env) -> None:
     for i in range(20_000):
         t[(i, None)] = "v" * 100
     p = b.snapshot(1, ALL, env.local)
+    for i in range(20_000):
+        t[(i, None)] = "w"
+    b.flush()  # applies the snapshot's write-out and takes its native checkpoint first, then writes the "w"s
     (d,) = os.listdir(env.local)
     ssts = [os.path.join(env.local, d, n) for n in os.listdir(os.path.join(env.local, d)) if n.endswith(".sst")]
     assert ssts and all(os.stat(f).st_nlink >= 2 for f in ssts)  # shared with the live database, not copies
     assert sum(os.path.getsize(f) for f in ssts) > 100_000
-    for i in range(20_000):
-        t[(i, None)] = "w"
-    b.flush()
     h = p.upload(env.storage, "chk-1", "shared")
     assert set(env.restored("hashmap", [h]).table("t").values()) == {"v" * 100}
 
