@@ -79,7 +79,8 @@ class Harness:
 
     def __init__(self, backend: Any, assigner: Any, *, mode: str = "reduce", trigger: Any = None, lateness: int = 0,
                  late_tag: str | None = "late", reduce_fn: Any = None, agg_fn: Any = None, window_fn: Any = None,
-                 all_: bool = False, key: Callable[[Any], Any] = lambda v: v[0], now: int = 0) -> None:
+                 all_: bool = False, key: Callable[[Any], Any] = lambda v: v[0], now: int = 0,
+                 restore: tuple[list[Any], Any] | None = None, local_dir: str = "") -> None:
         self.now = now
         self.log: list[tuple[Any, ...]] = []
         self._seen = 0
@@ -90,6 +91,10 @@ class Harness:
         op.runtime = OperatorRuntime(self.pts, lambda name: backend, lambda idle: None,
                                      side_outputs={"late": self._recorder("late"), SIDE.tag_id: self._recorder("side")})
         op.uid = "w"
+        op.key_groups = range(128)
+        op.local_dir = local_dir
+        if restore is not None:  # (OperatorSubtaskState list, checkpoint storage)
+            op.restore_states, op.restore_storage = restore
         op.emit_watermark = lambda wm: self.log.append(("wm", wm))
         op.open(RuntimeContext("window-test", 0, 1, 128))
         self.op = op
@@ -354,6 +359,44 @@ def test_tumbling_fast_reduce_without_window_function_matches_reference(make, se
                     sorted((e[1], e[2]) for e in new if e[0] == "late")))
     assert [(sorted(f), sorted(la)) for f, la in expected] == got
     assert len(h.op.contents) == 0
+
+
+@pytest.mark.parametrize("cache_entries", [2, 10_000], ids=["evicting-cache", "everything-cached"])
+@pytest.mark.parametrize("mode", ["reduce", "aggregate", "list"])
+def test_checkpoint_taken_while_windows_run_restores_the_state_at_the_barrier(tmp_path, mode, cache_entries):
+    # RocksDB writes a checkpoint's entries out in the upload, after the barrier: records processed between the
+    # barrier and the upload (windows updated, created, fired) must not reach it. A restored operator fed the
+    # records after the barrier must emit exactly what the original emitted after it.
+    from state.filesystem import FileSystemCheckpointStorage
+    from weir.graph.deployment import OperatorSubtaskState
+
+    storage = FileSystemCheckpointStorage((tmp_path / "chk").as_uri())
+    steps = _random_steps(seed=5)
+    cut = len(steps) // 2
+    params = {**mode_params(mode), "reduce_fn": add if mode == "reduce" else None, "window_fn": KeyStartSum(),
+              "lateness": 7}
+
+    def run(h: Harness, part: list[tuple[Any, ...]]) -> None:
+        for step in part:
+            h.op.process_watermark(step[1]) if step[0] == "wm" else h.op.process_batch(step[1], step[2])
+
+    backends = [RocksDBKeyedStateBackend(str(tmp_path / f"db{i}"), cache_entries=cache_entries) for i in range(2)]
+    try:
+        first = Harness(backends[0], TumblingEventTimeWindows.of(10), local_dir=str(tmp_path / "l0"), **params)
+        run(first, steps[:cut])
+        first.take()
+        pending, _ = first.op.snapshot_state(1, False)
+        run(first, steps[cut:])  # before the upload applies the checkpoint's write-out
+        after = first.take()
+        handle = pending.upload(storage, "chk-1/w", "shared")
+        second = Harness(backends[1], TumblingEventTimeWindows.of(10), local_dir=str(tmp_path / "l1"),
+                         restore=([OperatorSubtaskState([handle])], storage), **params)
+        run(second, steps[cut:])
+        assert len(after) > 5
+        assert by_ts(second.take()) == by_ts(after)
+    finally:
+        for b in backends:
+            b.dispose()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
