@@ -10,8 +10,9 @@ thread while records flow on (as ``asyncio.to_thread`` in the task), and it is c
 (the coordinator's one concurrent checkpoint).
 
 Figures: CPU seconds of the process (``time.process_time``: upload threads and RocksDB's background threads
-included), so they hold up on a busy machine better than wall-clock figures; and per checkpoint the synchronous
-part's wall-clock and mailbox-thread CPU time (median and maximum).
+included), so they hold up on a busy machine better than wall-clock figures; per checkpoint the synchronous
+part's wall-clock and mailbox-thread CPU time (median and maximum); and the wall time of each buffer with its
+watermark (99th percentile and maximum over the run), which an upload thread holding the GIL stretches.
 
 Usage: ``python -m benchmarks.state_paths [--backend rocksdb|hashmap] [--records N] [--checkpoint-every N]
 [--repeat 3]``; prints one ``BENCH name=window-w3 ...`` line per run.
@@ -75,6 +76,7 @@ def run_once(backend_name: str, records: int, checkpoint_every: int, tmp: str) -
     op, emitted = make_operator(backend, tmp)
     event, bound = jobs.w3_event, jobs.W3_DISORDER_MS
     sync_wall: list[float] = []
+    step_ms: list[float] = []  # wall time per buffer and its watermark: slowed down by an upload thread's GIL use
     sync_cpu: list[float] = []
     upload: threading.Thread | None = None
     errors: list[BaseException] = []
@@ -95,12 +97,14 @@ def run_once(backend_name: str, records: int, checkpoint_every: int, tmp: str) -
     try:
         n = 0
         for values, timestamps in buffers:
+            b0 = time.perf_counter()
             op.process_batch(values, timestamps)
             n += len(values)
             m = max(timestamps)
             if m > max_ts:
                 max_ts = m
             op.process_watermark(max_ts - bound - 1)
+            step_ms.append((time.perf_counter() - b0) * 1e3)
             if checkpoint_every and n // checkpoint_every > checkpoint:
                 if upload is not None:
                     upload.join()
@@ -121,7 +125,8 @@ def run_once(backend_name: str, records: int, checkpoint_every: int, tmp: str) -
     if errors:
         raise errors[0]
     return {"cpu_s": time.process_time() - t0, "checkpoints": checkpoint, "emitted": emitted[0],
-            "sync_wall_ms": [s * 1e3 for s in sync_wall], "sync_cpu_ms": [s * 1e3 for s in sync_cpu]}
+            "sync_wall_ms": [s * 1e3 for s in sync_wall], "sync_cpu_ms": [s * 1e3 for s in sync_cpu],
+            "step_p99_ms": statistics.quantiles(step_ms, n=100)[98], "step_max_ms": max(step_ms)}
 
 
 def _ms(xs: list[float]) -> str:
@@ -144,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"BENCH name=window-w3 backend={args.backend} records={args.records} "
               f"checkpoint_every={args.checkpoint_every} checkpoints={r['checkpoints']} emitted={r['emitted']} "
               f"cpu_s={r['cpu_s']:.3f} records_per_cpu_s={args.records / r['cpu_s']:.0f} "
-              f"sync_wall_ms_median/max={_ms(r['sync_wall_ms'])} sync_cpu_ms_median/max={_ms(r['sync_cpu_ms'])}",
+              f"sync_wall_ms_median/max={_ms(r['sync_wall_ms'])} sync_cpu_ms_median/max={_ms(r['sync_cpu_ms'])} "
+              f"buffer_ms_p99/max={r['step_p99_ms']:.1f}/{r['step_max_ms']:.1f}",
               flush=True)
     med = statistics.median(r["cpu_s"] for r in runs)
     print(f"median records_per_cpu_s={args.records / med:.0f}", flush=True)
