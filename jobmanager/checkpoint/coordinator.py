@@ -83,7 +83,7 @@ class CheckpointCoordinator:
             if now - p.triggered_at > timeout:
                 del self.pending[cid]
                 d.aborted.append((cid, f"checkpoint {cid} expired after {self.config.timeout_ms} ms"))
-                self._failed(d, f"checkpoint {cid} expired")
+                self._failed(d, p, f"checkpoint {cid} expired")
         if (
             self.config.enabled
             and not self.stopped
@@ -128,9 +128,10 @@ class CheckpointCoordinator:
 
     def decline(self, checkpoint_id: int, task: TaskId, reason: str) -> Decisions:
         d = Decisions()
-        if self.pending.pop(checkpoint_id, None) is not None:
+        p = self.pending.pop(checkpoint_id, None)
+        if p is not None:
             d.aborted.append((checkpoint_id, f"declined by {task[0]}/{task[1]}: {reason}"))
-            self._failed(d, reason)
+            self._failed(d, p, reason)
         return d
 
     def task_finished(self, task: TaskId) -> Decisions:
@@ -142,7 +143,9 @@ class CheckpointCoordinator:
             d.aborted.append((cid, f"task {task[0]}/{task[1]} finished"))
         return d
 
-    def _failed(self, d: Decisions, reason: str) -> None:
+    def _failed(self, d: Decisions, p: PendingCheckpoint, reason: str) -> None:
+        if p.savepoint is not None:
+            return  # as in Flink, a failed savepoint fails only itself: the caller is told, the job goes on
         self.consecutive_failures += 1
         if self.consecutive_failures > self.config.tolerable_failures:
             d.fail_job = (

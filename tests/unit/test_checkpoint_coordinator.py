@@ -229,3 +229,20 @@ def test_savepoint_while_a_checkpoint_is_pending_subsumes_it():
     d = ack_all(c, T0 + 3, sp)[-1]
     assert [x.checkpoint_id for x in d.completed] == [sp]
     assert [a for a, _ in d.aborted] == [cid]
+
+
+def test_failed_savepoints_do_not_count_toward_tolerable_failures():
+    """As in Flink: a savepoint that expires or is declined fails only itself, with zero tolerable failures too."""
+    c = coord(interval_ms=60_000, timeout_ms=100)
+    sp = c.trigger_savepoint(T0 + 1, "file:///sp")
+    d = c.tick(T0 + 2)
+    assert [a for a, _ in d.aborted] == [sp]
+    assert d.fail_job is None and c.consecutive_failures == 0
+    sp = c.trigger_savepoint(T0 + 3, "file:///sp")
+    d = c.decline(sp, A0, "disk full")
+    assert d.aborted == [(sp, "declined by a/0: disk full")]
+    assert d.fail_job is None and c.consecutive_failures == 0
+    # a periodic checkpoint's failure still counts
+    cid = c.tick(T0 + 100).trigger
+    d = c.decline(cid, A0, "boom")
+    assert d.fail_job is not None
