@@ -3,10 +3,13 @@ emitting to a side output) routed to the operator's side outputs."""
 
 from __future__ import annotations
 
+from types import GeneratorType
 from typing import Any
 
 from taskmanager.operators.base import OperatorRuntime
 from weir.datastream.output_tag import OutputTag
+
+_TEXT = (str, bytes)  # iterable, but not an iterable of records
 
 
 class Collector:
@@ -22,7 +25,9 @@ class Collector:
     def collect(self, results: Any, ts: int | None, what: str) -> None:
         if results is None:
             return
-        if isinstance(results, str | bytes) or not hasattr(results, "__iter__"):
+        tr = type(results)
+        if tr is not GeneratorType and tr is not list and tr is not tuple and (
+                isinstance(results, _TEXT) or not hasattr(results, "__iter__")):
             raise TypeError(
                 f"{what} must yield or return an iterable of records, got {type(results).__name__}: {results!r:.60}"
             )

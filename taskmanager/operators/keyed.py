@@ -114,6 +114,7 @@ class KeyedProcessOperator(KeyedStateMixin):
         super().__init__(out)
         self.fn = fn
         self.f = fn.process_element
+        self.on_timer = fn.on_timer
         self.key = callable_of(key_selector, KeySelector, "get_key")
 
     def open(self, ctx: RuntimeContext) -> None:
@@ -150,7 +151,12 @@ class KeyedProcessOperator(KeyedStateMixin):
         self.collector.collect(self.fn.on_timer(ts, ctx), out_ts, "on_timer")
 
     def _on_event_timer(self, key: Any, ns: Any, ts: int) -> None:
-        self._on_timer(key, ts, TimeDomain.EVENT_TIME)
+        # ``_on_timer`` for event time, inlined: W4-like jobs fire a timer per record
+        self.backend.current_key = key
+        ctx = self.ctx
+        ctx.ts = ts
+        ctx.domain = TimeDomain.EVENT_TIME
+        self.collector.collect(self.on_timer(ts, ctx), ts, "on_timer")
 
     def _on_processing_timer(self, key: Any, ns: Any, ts: int) -> None:
         self._on_timer(key, ts, TimeDomain.PROCESSING_TIME)

@@ -547,3 +547,26 @@ def test_build_chain_errors():
         build_chain([OperatorSpec("collect", "C", 0)], Recorder(), lambda wm: None, lambda tid: None, None, 10)
     with pytest.raises(ValueError, match="bogus"):
         build_chain([OperatorSpec("bogus", "B", 0)], Recorder(), lambda wm: None, lambda tid: None, None, 10)
+
+
+@pytest.mark.parametrize("bad", ["text", b"bytes", 42])
+def test_keyed_process_results_must_be_iterables_of_records(bad):
+    """process_element / on_timer may return None, a list, a tuple, a generator or any other iterable; a string,
+    bytes or a non-iterable is a mistake (yield forgotten, a record returned bare) named with its function."""
+
+    class Bad(KeyedProcessFunction):
+        def process_element(self, value, ctx):
+            ctx.timer_service().register_event_time_timer(value[1])
+            return iter([value]) if value[0] == "ok" else bad
+
+        def on_timer(self, timestamp, ctx):
+            return bad
+
+    rec = Recorder()
+    op = prepared(KeyedProcessOperator(rec, Bad(), lambda v: v[0]))
+    op.process_batch([("ok", 5)], None)
+    assert rec.values == [("ok", 5)]
+    with pytest.raises(TypeError, match=r"on_timer must yield or return an iterable of records, got"):
+        op.process_watermark(10)
+    with pytest.raises(TypeError, match=r"process_element must yield or return an iterable of records, got"):
+        op.process_batch([("bad", 20)], None)
