@@ -36,11 +36,24 @@ COLUMNAR_PARTITIONERS = frozenset({"forward", "rebalance", "shuffle", "broadcast
 """Partitioners that route without looking at a record: buffers of columns can cross them as columns."""
 
 
+def _key_channel(k: Any, table: Sequence[int], max_parallelism: int) -> int:
+    """The channel owning key ``k``'s key group (the same function as ``state.keygroups.key_group_for``)."""
+    t = type(k)
+    if t is str:
+        g = crc32(k.encode("utf-8", "surrogatepass")) % max_parallelism
+    elif t is int:
+        g = crc32(b"i%d" % k) % max_parallelism
+    else:
+        g = crc32(key_bytes(k)) % max_parallelism
+    return table[g]
+
+
 def hash_partition(
     values: Sequence[Any], key_fn: Callable[[Any], Any], table: Sequence[int], max_parallelism: int, n: int,
-    cache: dict[Any, int] | None = None,
-) -> list[list[Any]]:
-    """Split ``values`` by the subtask owning each record's key group (stable across processes).
+    cache: dict[Any, int] | None = None, timestamps: Sequence[int] | None = None,
+) -> tuple[list[list[Any]], list[list[int]] | None]:
+    """Split ``values`` (and ``timestamps``, aligned with them) by the subtask owning each record's key group
+    (stable across processes); order within a channel is kept.
 
     ``cache`` remembers the channel of recently seen keys: a dict lookup instead of encoding and hashing the key
     again (hot keys repeat); it is bounded by CHANNEL_CACHE_LIMIT entries.
@@ -50,43 +63,35 @@ def hash_partition(
     if cache is None:
         cache = {}
     get = cache.get
-    for v in values:
+    ts_out: list[list[int]] | None = None
+    if timestamps is None:
+        for v in values:
+            k = key_fn(v)
+            try:
+                ch = get(k)
+            except TypeError:  # unhashable: key_bytes raises the error that explains it
+                ch = None
+            if ch is None:
+                ch = _key_channel(k, table, max_parallelism)
+                if len(cache) < CHANNEL_CACHE_LIMIT:
+                    cache[k] = ch
+            appends[ch](v)
+        return out, None
+    ts_out = [[] for _ in range(n)]
+    ts_appends = [o.append for o in ts_out]
+    for v, t in zip(values, timestamps, strict=True):
         k = key_fn(v)
         try:
             ch = get(k)
-        except TypeError:  # unhashable: key_bytes below raises the error that explains it
+        except TypeError:
             ch = None
         if ch is None:
-            t = type(k)
-            if t is str:
-                g = crc32(k.encode("utf-8", "surrogatepass")) % max_parallelism
-            elif t is int:
-                g = crc32(b"i%d" % k) % max_parallelism
-            else:
-                g = crc32(key_bytes(k)) % max_parallelism
-            ch = table[g]
+            ch = _key_channel(k, table, max_parallelism)
             if len(cache) < CHANNEL_CACHE_LIMIT:
                 cache[k] = ch
         appends[ch](v)
-    return out
-
-
-def hash_partition_indices(
-    values: Sequence[Any], key_fn: Callable[[Any], Any], table: Sequence[int], max_parallelism: int
-) -> list[int]:
-    """The channel of each record (used when timestamps travel alongside the values)."""
-    res = []
-    for v in values:
-        k = key_fn(v)
-        t = type(k)
-        if t is str:
-            g = crc32(k.encode("utf-8", "surrogatepass")) % max_parallelism
-        elif t is int:
-            g = crc32(b"i%d" % k) % max_parallelism
-        else:
-            g = crc32(key_bytes(k)) % max_parallelism
-        res.append(table[g])
-    return res
+        ts_appends[ch](t)
+    return out, ts_out
 
 
 class RecordWriter:
@@ -144,7 +149,7 @@ class RecordWriter:
             self.values[0].extend(values)
         elif self.kind == "hash":
             assert self.key_fn is not None
-            parts = hash_partition(values, self.key_fn, self.table, self.max_parallelism, n, self._channels)
+            parts, _ = hash_partition(values, self.key_fn, self.table, self.max_parallelism, n, self._channels)
             for i, part in enumerate(parts):
                 if part:
                     self.values[i].extend(part)
@@ -175,8 +180,15 @@ class RecordWriter:
             return
         if self.kind == "hash":
             assert self.key_fn is not None
-            idx = hash_partition_indices(values, self.key_fn, self.table, self.max_parallelism)
-        elif self.kind == "rebalance":
+            parts, ts_parts = hash_partition(values, self.key_fn, self.table, self.max_parallelism, n,
+                                             self._channels, timestamps)
+            assert ts_parts is not None
+            for i, part in enumerate(parts):
+                if part:
+                    self.values[i].extend(part)
+                    self.timestamps[i].extend(ts_parts[i])  # type: ignore[union-attr]
+            return
+        if self.kind == "rebalance":
             rr = self._rr
             idx = [(rr + k) % n for k in range(len(values))]
             self._rr = (rr + len(values)) % n

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from state.keygroups import channel_table, key_group_for, operator_index_for_key_group
-from taskmanager.network.partitioner import RecordWriter, hash_partition, hash_partition_indices
+from taskmanager.network.partitioner import RecordWriter, hash_partition
 from weir.datastream.functions import KeySelector
 from weir.graph.transformation import PartitionerSpec
 
@@ -69,15 +69,21 @@ KEYS = [f"user-{i}" for i in range(50)] + list(range(50)) + [(i, "x") for i in r
 def test_hash_partition_agrees_with_keygroups(n):
     max_par = 128
     values = [(k, i) for i, k in enumerate(KEYS)]
-    parts = hash_partition(values, lambda v: v[0], channel_table(max_par, n), max_par, n)
+    parts, no_ts = hash_partition(values, lambda v: v[0], channel_table(max_par, n), max_par, n)
+    assert no_ts is None
     assert len(parts) == n
     assert sorted(v[1] for p in parts for v in p) == list(range(len(values)))
     for c, p in enumerate(parts):
         for v in p:
             assert owner(v[0], max_par, n) == c
         assert [v[1] for v in p] == sorted(v[1] for v in p), "order within a channel is kept"
-    idx = hash_partition_indices(values, lambda v: v[0], channel_table(max_par, n), max_par)
-    assert idx == [owner(v[0], max_par, n) for v in values]
+    # with timestamps (and a warm channel cache the second time): each timestamp stays with its record
+    cache: dict[Any, int] = {}
+    for _ in range(2):
+        parts2, ts_parts = hash_partition(values, lambda v: v[0], channel_table(max_par, n), max_par, n, cache,
+                                          [1000 + v[1] for v in values])
+        assert parts2 == parts
+        assert ts_parts == [[1000 + v[1] for v in p] for p in parts]
 
 
 def test_hash_partition_same_key_same_channel_across_batches():
@@ -87,7 +93,7 @@ def test_hash_partition_same_key_same_channel_across_batches():
     rng = random.Random(7)
     for _ in range(5):
         batch = [rng.choice(KEYS) for _ in range(100)]
-        for c, part in enumerate(hash_partition(batch, lambda k: k, table, max_par, n)):
+        for c, part in enumerate(hash_partition(batch, lambda k: k, table, max_par, n)[0]):
             for k in part:
                 assert seen.setdefault(k, c) == c
 
