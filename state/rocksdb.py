@@ -573,36 +573,44 @@ def _is_shared_file(name: str) -> bool:
     return name.endswith((".sst", ".blob"))
 
 
-_CHUNK = 4096  # entries per pickle of captured values and per WriteBatch: the GIL changes hands between chunks
+_CHUNK = 1024  # entries per step of a write-out: one pickle of captured values, one WriteBatch
+_UPLOAD_PATIENCE_S = 0.05  # an upload waits this long for the mailbox thread to make progress before writing itself
+
+
+_DONE_STEP: Any = None  # an applied step's slot (its pickle freed)
 
 
 class _WriteOut:
-    """DB writes captured on the mailbox thread, applied later, in capture order, by whichever thread drains the
-    backend's queue (``RocksDBKeyedStateBackend._drain``): a checkpoint's upload thread, or the mailbox thread
-    itself when it needs the DB up to date (``flush``).
+    """DB writes captured on the mailbox thread, applied later, in capture order, one step at a time, under the
+    backend's write lock: by the mailbox thread between records (``advance_write_out``), by a checkpoint's upload
+    thread, or by the mailbox thread at once when it needs the DB up to date (``flush``).
 
-    ``tables``: per table ``(table, keys, pickles of their values in chunks of _CHUNK)``, ``_ABSENT`` for a delete
+    ``steps``: ``(table, keys, pickle of their values)`` per chunk of ``_CHUNK`` entries, ``_ABSENT`` for a delete
     (one ``dumps`` per chunk is far cheaper on the mailbox thread than one per value, and the values must be
-    serialized at the barrier since they may be changed in place later); ``deleted``: per table the keys it deleted
-    (filled when applied, for ``_reap``). ``raw``: ``(column family handle, [(DB key, value or None: a delete)])``.
-    ``checkpoint_dir``: a native checkpoint to take right after the writes, before any later write-out (None:
-    none). Applying is idempotent (puts and deletes of fixed bytes), so a failed application is retried whole.
+    serialized at the barrier since they may be changed in place later); ``next``: the steps applied so far;
+    ``deleted``: the keys the applied steps deleted, for ``_reap``. ``raw``: ``(column family handle, [(DB key,
+    value or None: a delete)])``, applied after the steps. ``checkpoint_dir``: a native checkpoint to take right
+    after the writes, before any later write-out (None: none). A step is idempotent (puts and deletes of fixed
+    bytes), so a failed one is simply applied again.
     """
 
-    __slots__ = ("tables", "deleted", "raw", "checkpoint_dir", "lock", "done", "made", "cancelled", "error")
+    __slots__ = ("steps", "next", "deleted", "raw", "written", "checkpoint_dir", "lock", "done", "made",
+                 "cancelled", "error")
 
     def __init__(
         self,
-        tables: list[tuple[RocksDBTable, list[tuple[Any, Any]], list[bytes]]],
+        steps: list[tuple[RocksDBTable, list[tuple[Any, Any]], bytes]],
         raw: list[tuple[Any, list[tuple[bytes, bytes | None]]]],
         checkpoint_dir: str | None,
     ) -> None:
-        self.tables = tables
+        self.steps = steps
+        self.next = 0
         self.deleted: list[tuple[RocksDBTable, list[tuple[Any, Any]]]] = []
         self.raw = raw
+        self.written = False  # every step and the raw writes applied
         self.checkpoint_dir = checkpoint_dir
         self.lock = threading.Lock()  # guards checkpoint_dir and made against a concurrent discard
-        self.done = False  # written (and its checkpoint taken or given up)
+        self.done = False  # written, and its checkpoint taken or given up: it has left the queue
         self.made = False  # its native checkpoint directory exists
         self.cancelled = False  # dropped unwritten by ``dispose``
         self.error: BaseException | None = None  # why its native checkpoint could not be made
@@ -687,6 +695,9 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         # the draining thread's own codec (a codec is not thread-safe; the mailbox thread's reads use _encode)
         self._write_encode: Callable[[tuple[Any, Any]], bytes] = DbKeyCodec(max_parallelism).encode
         self._raw_present: dict[str, set[int]] = {}  # raw state name -> key groups it holds once queued writes apply
+        self._advancing = False  # the mailbox thread calls advance_write_out
+        self._steps_applied = 0  # write-out steps applied so far (progress, for a waiting upload)
+        self._progress = threading.Condition()
 
     def _open(self) -> None:
         """Opens (or creates) the database at ``self.path``."""
@@ -887,7 +898,8 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         Raises:
             TypeError: a value cannot be pickled (nothing is captured, every entry stays dirty).
         """
-        captured: list[tuple[RocksDBTable, list[tuple[Any, Any]], list[bytes]]] = []
+        steps: list[tuple[RocksDBTable, list[tuple[Any, Any]], bytes]] = []
+        captured: list[RocksDBTable] = []
         dumps = _dumps
         for t in self._tables.values():
             if not t._dirty:
@@ -895,24 +907,25 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             keys = list(t._dirty)
             values = list(map(t._cache.__getitem__, keys))
             try:
-                data = [dumps(values[i : i + _CHUNK], _PROTOCOL) for i in range(0, len(values), _CHUNK)]
+                for i in range(0, len(values), _CHUNK):
+                    steps.append((t, keys[i : i + _CHUNK], dumps(values[i : i + _CHUNK], _PROTOCOL)))
             except Exception as e:
                 raise _unpicklable(t.name, keys, values, e) from e
-            captured.append((t, keys, data))
-        for t, _, _ in captured:  # (cleared in place: ``hot_path`` callers hold these sets)
+            captured.append(t)
+        for t in captured:  # (cleared in place: ``hot_path`` callers hold these sets)
             t._dirty.clear()
             t._new.clear()  # written by this write-out: no longer "never in the DB"
-        item = _WriteOut(captured, [], checkpoint_dir)
+        item = _WriteOut(steps, [], checkpoint_dir)
         self._queue.append(item)
         return item
 
     def _drain(self, upto: _WriteOut | None) -> None:
         """Applies queued write-outs in order, up to and including ``upto`` (None: none), each followed by the
-        native checkpoint it wants. Called by upload threads and by the mailbox thread; one at a time.
+        native checkpoint it wants; blocking. Called by upload threads and by the mailbox thread.
 
         Raises:
             RuntimeError: the backend was closed before ``upto`` was applied, or it was dropped by ``dispose``.
-            Exception: a DB write failed; the write-out stays queued and is applied again by the next drain.
+            Exception: a DB write failed; the step stays to be applied by the next drain.
         """
         if upto is None:
             return
@@ -924,32 +937,61 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                 if db is None or not self._queue:
                     raise RuntimeError(f"the RocksDB state backend at {self.path} is closed")
                 item = self._queue[0]
-                self._apply(db, item)
-                self._queue.popleft()
-                item.tables, item.raw = [], []  # (the pickles are in the DB now)
-                self._written.append(item)
+                while not item.written:
+                    self._apply_step(db, item)
+                self._finish(db, item)
 
-    def _apply(self, db: Rdict, item: _WriteOut) -> None:
-        """Writes ``item`` (in WriteBatches of ``_CHUNK`` entries: the GIL changes hands between them) and takes
-        its native checkpoint. Holds ``_write_lock``."""
-        enc, dumps, loads, wo, absent = self._write_encode, _dumps, _loads, self._write_opts, _ABSENT
-        item.deleted = []  # (a retried application finds them again)
-        for t, keys, data in item.tables:
-            h = t._cfh
+    def advance_write_out(self, max_entries: int = _CHUNK) -> None:
+        """Mailbox thread, between records: applies up to about ``max_entries`` entries of the queued write-outs,
+        so that a checkpoint's write-out is done by the thread that owns the GIL most of the time, in slices too
+        small to hold records up, rather than by an upload thread that gets the GIL only now and then. Never waits:
+        returns at once when nothing is queued, when another thread is writing, or at a write-out whose native
+        checkpoint is due (its upload thread takes it). Operators that never call it lose nothing: the upload then
+        applies the write-out itself.
+        """
+        q = self._queue
+        if not q or not self._write_lock.acquire(blocking=False):
+            return
+        try:
+            self._advancing = True
+            db = self._db
+            budget = max_entries
+            while q and budget > 0 and db is not None:
+                item = q[0]
+                if not item.written:
+                    budget -= self._apply_step(db, item)
+                elif item.checkpoint_dir is None:
+                    self._finish(db, item)
+                else:
+                    break
+        finally:
+            self._write_lock.release()
+        with self._progress:
+            self._progress.notify_all()
+        self._reap()
+
+    def _apply_step(self, db: Rdict, item: _WriteOut) -> int:
+        """Applies the next step of ``item`` (the raw writes after the last); the entries it wrote. Holds
+        ``_write_lock``."""
+        if item.next < len(item.steps):
+            t, keys, blob = item.steps[item.next]
+            enc, dumps, absent, h = self._write_encode, _dumps, _ABSENT, t._cfh
             deleted: list[tuple[Any, Any]] = []
-            item.deleted.append((t, deleted))
-            i = 0
-            for blob in data:
-                wb = WriteBatch(raw_mode=True)
-                for v in loads(blob):
-                    k = keys[i]
-                    i += 1
-                    if v is absent:
-                        wb.delete(enc(k), h)
-                        deleted.append(k)
-                    else:
-                        wb.put(enc(k), dumps(v, _PROTOCOL), h)
-                db.write(wb, wo)
+            wb = WriteBatch(raw_mode=True)
+            for k, v in zip(keys, _loads(blob), strict=True):
+                if v is absent:
+                    wb.delete(enc(k), h)
+                    deleted.append(k)
+                else:
+                    wb.put(enc(k), dumps(v, _PROTOCOL), h)
+            db.write(wb, self._write_opts)
+            if deleted:
+                item.deleted.append((t, deleted))
+            item.steps[item.next] = _DONE_STEP  # (its pickle is in the DB now)
+            item.next += 1
+            self._steps_applied += 1
+            return len(keys)
+        n = 0
         for h, entries in item.raw:
             wb = WriteBatch(raw_mode=True)
             for kb, rv in entries:
@@ -957,7 +999,16 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                     wb.delete(kb, h)
                 else:
                     wb.put(kb, rv, h)
-            db.write(wb, wo)
+            db.write(wb, self._write_opts)
+            n += len(entries)
+        item.raw = []
+        item.written = True
+        self._steps_applied += 1
+        return n
+
+    def _finish(self, db: Rdict, item: _WriteOut) -> None:
+        """Takes the native checkpoint ``item`` wants (its writes are applied) and moves it out of the queue.
+        Holds ``_write_lock``."""
         with item.lock:
             d = item.checkpoint_dir
             if d is not None:
@@ -974,6 +1025,9 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                     shutil.rmtree(d, ignore_errors=True)
                     item.error = e
             item.done = True
+        self._queue.popleft()
+        item.steps = []
+        self._written.append(item)
 
     def _reap(self) -> None:
         """Mailbox thread: drops the deletes of applied write-outs from the caches (unless deleted again since)."""
@@ -993,6 +1047,14 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         Raises:
             RuntimeError: the backend was closed or disposed first, or RocksDB could not make the checkpoint.
         """
+        if self._advancing:
+            # the mailbox thread applies write-outs between records: wait while it makes progress, then take the
+            # checkpoint (or write the rest here when it stopped, e.g. no records came)
+            last = -1
+            with self._progress:
+                while not item.written and not item.done and not item.cancelled and self._steps_applied != last:
+                    last = self._steps_applied
+                    self._progress.wait(_UPLOAD_PATIENCE_S)
         self._drain(item)
         with item.lock:
             d, made, error = item.checkpoint_dir, item.made, item.error

@@ -373,3 +373,84 @@ def test_savepoint_is_the_state_at_its_barrier(env: Env, kind: str) -> None:
     assert h.kind == "canonical"
     assert restored(env, h, kind) == (at_barrier, {1: b"one", 3: b"three"})
     assert restored(env, h2, kind) == (later, {1: b"uno", 2: b"two"})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The mailbox thread applies write-outs in slices between records (advance_write_out)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_the_mailbox_applies_a_write_out_in_slices_and_the_upload_takes_the_checkpoint(env: Env) -> None:
+    b = env.backend("rocksdb")
+    assert isinstance(b, RocksDBKeyedStateBackend)
+    m = busy_state(b)
+    for i in range(1000, 4000):  # several steps' worth
+        m.put(i, i)
+    at_barrier = m.barrier()
+    p = b.snapshot(1, ALL, env.local)
+    b.write_raw_state("r", {7: b"seven"})  # queued behind, must not reach the checkpoint
+    rounds = 0
+    while b._queue[0].next < len(b._queue[0].steps) or not b._queue[0].written:
+        b.advance_write_out(500)  # a slice, then records
+        change_after_barrier(b, m) if rounds == 0 else m.append(1000 + rounds, "between")
+        m.check_reads(range(0, 30))
+        rounds += 1
+        assert rounds < 100
+    assert rounds > 3  # really in slices
+    # its writes are applied; its native checkpoint is the upload's (the mailbox never waits for one), and nothing
+    # queued behind it is applied before
+    b.advance_write_out()
+    assert len(b._queue) == 3 and not b._queue[0].done and not os.listdir(env.local)  # (+ two raw writes)
+    h = p.upload(env.storage, "chk-1", "shared")
+    assert restored(env, h) == (at_barrier, {1: b"one", 3: b"three"})
+    b.advance_write_out()  # the raw writes behind it, now
+    assert not b._queue
+    assert b.read_raw_state("r") == {1: b"uno", 2: b"two"}  # (change_after_barrier's, the last)
+    m.check_reads(range(0, 4000))
+    assert dump(b)["t"] == m.d
+
+
+def test_an_upload_waits_while_the_mailbox_advances_then_writes_the_rest_itself(env: Env) -> None:
+    b = env.backend("rocksdb")
+    assert isinstance(b, RocksDBKeyedStateBackend)
+    m = Model(b)
+    for i in range(5000):
+        m.put(i, i)
+    b.flush()
+    b.advance_write_out()  # (nothing queued: returns at once; marks the backend as advanced by its mailbox)
+    for i in range(5000):
+        m.append(i, "x")
+    at_barrier = m.barrier()
+    up = Upload(env, b.snapshot(1, ALL, env.local), 1)
+    b.advance_write_out(1024)  # one slice, then the mailbox stops calling: the upload must not wait forever
+    for i in range(0, 5000, 7):
+        m.append(i, "after")
+    assert restored(env, up.result())[0] == at_barrier
+    assert dump(b)["t"] == m.d
+
+
+def test_concurrent_upload_and_advancing_mailbox(env: Env) -> None:
+    b = env.backend("rocksdb", cache_entries=400)
+    assert isinstance(b, RocksDBKeyedStateBackend)
+    m = Model(b)
+    rng = random.Random(11)
+    uploads: list[tuple[Upload, dict[Any, Any]]] = []
+    for cid in range(1, 5):
+        for n in range(3_000):
+            i = rng.randrange(800)
+            if (i, None) in m.d:
+                m.pop(i) if rng.random() < 0.3 else m.append(i, cid)
+            else:
+                m.put(i, cid)
+            if n % 100 == 0:
+                b.advance_write_out(200)
+        at_barrier = m.barrier()
+        uploads.append((Upload(env, b.snapshot(cid, ALL, env.local), cid), at_barrier))
+    while any(up.is_alive() for up, _ in uploads):  # the mailbox keeps working while the uploads run
+        i = rng.randrange(800)
+        m.put(i, -1)
+        b.advance_write_out(200)
+    for up, at_barrier in uploads:
+        assert restored(env, up.result())[0] == at_barrier
+    m.check_reads(range(0, 800))
+    assert dump(b)["t"] == m.d
