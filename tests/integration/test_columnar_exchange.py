@@ -187,9 +187,9 @@ def test_taskmanager_killed_mid_job_output_is_exactly_once(tmp_path: Path) -> No
     """Checkpoints every 300 ms into the transactional FileSink, one TaskManager SIGKILLed after two of them and
     replaced: every record is committed exactly once (barrier alignment holds columnar buffers back like records).
 
-    The sink takes the consumer's records directly: a keyed event-time window behind the rebalance loses
-    exactly-once under this kill on the record path too (reproduced before columns crossed edges), which is the
-    window operator's to fix, not this test's to cover."""
+    The sink takes the consumer's records directly. (A keyed window behind the rebalance once lost exactly-once
+    here on both paths: a task replayed the input it set aside during alignment before sending the barrier. Fixed in
+    the task; tests/integration/test_exactly_once.py covers it with a rebalance in front of the window.)"""
     out = tmp_path / "out"
     cluster = LocalCluster(taskmanagers=2, slots=1, heartbeat_timeout=2, heartbeat_interval=0.3,
                            log_dir=str(tmp_path / "logs"))
