@@ -19,9 +19,16 @@ part of every native checkpoint and is read by key-group range like the tables.
 Write-back cache. Each table fronts its column family with a dict, as Kafka Streams' record cache does:
 reads look in the cache, then in the DB (and cache what they found, absence included); writes and deletes
 only touch the cache and mark the entry dirty. When the cached entries of all tables exceed ``cache_entries``,
-every dirty entry is written in one ``WriteBatch`` and the oldest half of each cache (by insertion) is
-evicted. Hot keys therefore cost a dict operation, and state can be far larger than memory. A value changed
-in place must be assigned back (``table[k] = v``): only assignment marks it dirty (the handles always do).
+every dirty entry is written out (``flush``) and the oldest half of each cache (by insertion) is evicted. Hot keys
+therefore cost a dict operation, and state can be far larger than memory. A value changed in place must be
+assigned back (``table[k] = v``): only assignment marks it dirty (the handles always do).
+
+Write-outs. Dirty entries reach the DB through write-outs: captured on the mailbox thread (keys, and their values
+pickled in chunks), queued, and applied in capture order under one write lock, in steps, by the mailbox thread
+between records (``advance_write_out``), by a checkpoint's upload thread, or at once by ``flush``. A checkpoint's
+synchronous part (``snapshot``) only captures; its native checkpoint is taken right after its write-out is applied,
+before any later one, so it holds exactly the state at the barrier. Until a write-out is applied, its entries stay
+in the cache (deletes as absent markers), so reads never see the DB behind the cache. See ``snapshot``.
 
 The write-ahead log is off, as in Flink: durability comes from checkpoints, and ``flush()``/``close()`` write
 the cache and the memtables out.
