@@ -148,6 +148,7 @@ class StreamTask:
         # input set aside during an alignment that completed: handled before the mailbox, but only once the
         # checkpoint's barrier has gone out (their records are after the barrier, downstream must see them so)
         self.replay: deque[Any] = deque()
+        self._write_out_steps: list[Callable[[], None]] = []
         self._barrier_targets: dict[int, str | None] = {}
         self._pending_barriers: list[tuple[int, str | None]] = []
         self._uploads: set[asyncio.Task[None]] = set()
@@ -335,6 +336,10 @@ class StreamTask:
             if any(w.columnar for w in self.main_writers):
                 self.operators[-1].columns_out = self._tail_columns_out()  # type: ignore[attr-defined]
             self._inputs = self._head_inputs()
+            # RocksDB: a checkpoint's write-out is applied in slices between mailbox items by this (the mailbox)
+            # thread, which holds the GIL most of the time, rather than by the upload thread, which seldom gets it
+            self._write_out_steps = [step for op in self.operators
+                                     if (step := getattr(getattr(op, "backend", None), "advance_write_out", None))]
             self._column_inputs = self._head_column_inputs()
             self.report("RUNNING", "")
             if self.vertex.is_source:
@@ -581,6 +586,8 @@ class StreamTask:
                 await self._send_barriers()
             if pts._heap:
                 pts.run_due()
+            for step in self._write_out_steps:
+                step()
             t1 = time.perf_counter()
             self.counters.busy_seconds += t1 - t0
             force = timeout == 0

@@ -189,8 +189,6 @@ class WindowOperator(KeyedStateMixin):
 
         self.backend = self.open_backend()
         self.contents = self.backend.table("window-contents")
-        # RocksDB: a checkpoint's write-out is applied in slices between buffers by this (the mailbox) thread
-        self._advance_write_out = getattr(self.backend, "advance_write_out", None)
         self.merging_sets = self.backend.table("window-merging-set") if self.merging else None
         self.fast = type(self.trigger) is EventTimeTrigger and type(self.assigner) is TumblingEventTimeWindows
         if self.fast:
@@ -390,8 +388,6 @@ class WindowOperator(KeyedStateMixin):
         else:
             self._process_generic(values, timestamps)
         self._flush_output()
-        if self._advance_write_out is not None:
-            self._advance_write_out()
 
     def _late(self, values: list[Any], timestamps: list[int]) -> None:
         if self.late_out is not None:
