@@ -16,6 +16,7 @@ import logging
 import os
 import pickle
 import signal
+import sys
 import traceback
 from typing import Any
 
@@ -38,6 +39,11 @@ PR_SET_PDEATHSIG = 1
 # threshold: 100,000 paused 20-60 ms (W4 p=1: p99.9 50-65 ms), 10,000 pauses ~1/10 of that (p99.9 29-30 ms, W2 p=1
 # p99 17 -> 5 ms) for the same CPU. The older generations (a rescan of all state) run only every 1,000 young ones.
 GC_THRESHOLDS = (10_000, 1_000, 100)
+# The interpreter's thread switch interval in a slot worker (default 5 ms). A checkpoint's upload thread gives up
+# the GIL at every file operation and then waited up to 5 ms for the busy mailbox thread to hand it back, so W5
+# (checkpoints every 1 s) completed one every 3-5 s; at 1 ms they complete at the configured interval (9-11 in an
+# 11 s job instead of 2-3), which is what a checkpoint interval promises (sink commits, replay after a failure).
+SWITCH_INTERVAL = 0.001
 
 
 def die_with_parent(expected_parent: int) -> None:
@@ -204,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     # records are short-lived tuples: the default thresholds (700, 10, 10) ran a young collection every few
     # records of a buffer; state and timers then got rescanned by the older generations (W4: ~18% of the CPU)
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     os.makedirs(a.local_dir, exist_ok=True)
     worker = Worker(a.slot, a.control, a.host, a.advertised_host or a.host, a.parent_pid, a.local_dir,
                     a.state_backend)
