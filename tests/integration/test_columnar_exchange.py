@@ -24,6 +24,7 @@ pc = pytest.importorskip("pyarrow.compute")
 from client.gateway import JobManagerClient  # noqa: E402
 from client.local_cluster import LocalCluster  # noqa: E402
 from tests.integration.procs import wait_for  # noqa: E402
+from tests.integration.test_exactly_once import committed_lines  # noqa: E402
 from weir.common import Duration, Time, WatermarkStrategy  # noqa: E402
 from weir.common.serialization import Encoder  # noqa: E402
 from weir.datastream import StreamExecutionEnvironment  # noqa: E402
@@ -172,14 +173,6 @@ KILL_N = 300_000
 def slow_produce(b: Any) -> dict[str, Any]:
     time.sleep(0.04)  # ~150 buffers per subtask: stretches the job over a few seconds so the kill lands mid-job
     return produce(b)
-
-
-def committed_lines(out: Path) -> collections.Counter:
-    lines: collections.Counter = collections.Counter()
-    for name in os.listdir(out):
-        if not name.startswith("."):
-            lines.update((out / name).read_text().splitlines())
-    return lines
 
 
 @pytest.mark.timeout(240)

@@ -3,9 +3,6 @@ checkpoints, savepoints, restore across backends and redistribution by key group
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from state.backend import AbstractKeyedStateBackend
@@ -16,13 +13,6 @@ from tests.unit.test_state_snapshot import ALL, BACKENDS, MP, Env, States, dump
 
 KEYS = [f"k{i}" for i in range(40)]
 
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path)
-    yield e
-    for b in e.made:
-        b.dispose()
 
 
 def blobs_for(key_groups: range, tag: str) -> dict[int, bytes]:

@@ -14,7 +14,6 @@ import copy
 import os
 import random
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,6 @@ from tests.unit.test_state_snapshot import ALL, Env, dump
 
 pytestmark = pytest.mark.timeout(60)
 
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path)
-    yield e
-    for b in e.made:
-        b.dispose()
 
 
 class Gate:

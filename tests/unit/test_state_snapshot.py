@@ -9,7 +9,7 @@ import copy
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -265,13 +265,6 @@ class Env:
         b.restore(handles, self.storage, key_groups, self.local)
         return b
 
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path)
-    yield e
-    for b in e.made:
-        b.dispose()
 
 
 BACKENDS = ["hashmap", "rocksdb"]

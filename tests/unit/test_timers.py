@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pickle
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,13 +242,6 @@ def test_unknown_blob_format_is_refused() -> None:
 class _Op(KeyedStateMixin):
     """A keyed operator with nothing but a backend and a timer service."""
 
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path)
-    yield e
-    for b in e.made:
-        b.dispose()
 
 
 def make_op(env: Env, kind: str, key_groups: range, restore: list[OperatorSubtaskState] | None = None) -> _Op:

@@ -312,6 +312,19 @@ def _random_steps(seed: int) -> list[tuple[Any, ...]]:
     return steps
 
 
+def _run_steps(h: Harness, steps: list[Any]) -> list[tuple[list[Any], list[Any]]]:
+    """Drive ``h`` through ``steps`` (("wm", watermark) or ("el", values, timestamps)); per step, the sorted
+    (value, ts) pairs of main and late output it produced."""
+    got = []
+    for step in steps:
+        h.op.process_watermark(step[1]) if step[0] == "wm" else h.op.process_batch(step[1], step[2])
+        new = h.log[h._seen:]
+        h._seen = len(h.log)
+        got.append((sorted((e[1], e[2]) for e in new if e[0] == "out"),
+                    sorted((e[1], e[2]) for e in new if e[0] == "late")))
+    return got
+
+
 @pytest.mark.parametrize("mode", ["reduce", "aggregate", "list"])
 @pytest.mark.parametrize("lateness", [0, 7])
 def test_tumbling_fast_and_generic_paths_match_reference(make, mode, lateness):
@@ -327,14 +340,7 @@ def test_tumbling_fast_and_generic_paths_match_reference(make, mode, lateness):
     generic = make(TumblingEventTimeWindows.of(10), trigger=GenericEventTimeTrigger(), **params)
     assert fast.op.fast and not generic.op.fast
     for h in (fast, generic):
-        got = []
-        for step in steps:
-            h.op.process_watermark(step[1]) if step[0] == "wm" else h.op.process_batch(step[1], step[2])
-            new = h.log[h._seen:]
-            h._seen = len(h.log)
-            got.append((sorted((e[1], e[2]) for e in new if e[0] == "out"),
-                        sorted((e[1], e[2]) for e in new if e[0] == "late")))
-        assert got == expected
+        assert _run_steps(h, steps) == expected
     assert fast.log == generic.log  # not just the same multisets: the same order
     assert len(fast.op.contents) == 0 and len(generic.op.contents) == 0  # all state cleared after the final watermark
     if isinstance(fast.op.backend, RocksDBKeyedStateBackend):  # the 2-entry cache really was flushed and evicted
@@ -350,14 +356,7 @@ def test_tumbling_fast_reduce_without_window_function_matches_reference(make, se
     expected = [([((k, total), t) for (k, _, total), t in fired], late)
                 for fired, late in _reference_tumbling(steps, 10, 0)]
     h = make(TumblingEventTimeWindows.of(10), reduce_fn=add, cache_entries=cache_entries)
-    got = []
-    for step in steps:
-        h.op.process_watermark(step[1]) if step[0] == "wm" else h.op.process_batch(step[1], step[2])
-        new = h.log[h._seen:]
-        h._seen = len(h.log)
-        got.append((sorted((e[1], e[2]) for e in new if e[0] == "out"),
-                    sorted((e[1], e[2]) for e in new if e[0] == "late")))
-    assert [(sorted(f), sorted(la)) for f, la in expected] == got
+    assert [(sorted(f), sorted(la)) for f, la in expected] == _run_steps(h, steps)
     assert len(h.op.contents) == 0
 
 
