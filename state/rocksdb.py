@@ -27,8 +27,14 @@ Write-outs. Dirty entries reach the DB through write-outs: captured on the mailb
 pickled in chunks), queued, and applied in capture order under one write lock, in steps, by the mailbox thread
 between records (``advance_write_out``), by a checkpoint's upload thread, or at once by ``flush``. A checkpoint's
 synchronous part (``snapshot``) only captures; its native checkpoint is taken right after its write-out is applied,
-before any later one, so it holds exactly the state at the barrier. Until a write-out is applied, its entries stay
-in the cache (deletes as absent markers), so reads never see the DB behind the cache. See ``snapshot``.
+before any later one. Until a write-out is applied, its entries stay in the cache (deletes as absent markers), so
+reads never see the DB behind the cache.
+
+Overlays. A checkpoint does not write the entries changed since the last one into the DB: it pickles them into an
+*overlay* file uploaded next to the native checkpoint, and they stay in the cache, unwritten (``_held``); the
+native checkpoint plus the overlay are the state at the barrier, and restore writes the overlay over the database.
+What the last overlay held and nothing changed since is written out by the next checkpoint. So an entry that
+lives less than a checkpoint interval (a window's contents) never touches the DB. See ``snapshot``.
 
 The write-ahead log is off, as in Flink: durability comes from checkpoints, and ``flush()``/``close()`` write
 the cache and the memtables out.
@@ -87,8 +93,10 @@ __all__ = [
     "RocksDBTable",
     "decode_db_key",
     "encode_db_key",
+    "iter_db_dir_entries",
     "iter_db_dir_raw",
     "iter_db_dir_raw_state",
+    "read_overlay",
 ]
 
 _PROTOCOL = 5
@@ -286,6 +294,9 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         # dirty entries the caller created knowing the DB has none (put_new): deleting one before it is
         # written out costs nothing, no DB delete (windows that open and fire between two flushes)
         self._new: set[tuple[Any, Any]] = set()
+        # entries the last checkpoint's overlay holds and the DB does not (see ``RocksDBKeyedStateBackend.snapshot``):
+        # not dirty, still not written; always cached (a new one deleted leaves this set too)
+        self._held: set[tuple[Any, Any]] = set()
         self._limit = backend.cache_entries
 
     # -- point operations -----------------------------------------------------------------------------------
@@ -337,23 +348,43 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         if len(c) > self._limit:
             self._backend._overflow()
 
-    def hot_path(self) -> tuple[dict[tuple[Any, Any], Any], set[tuple[Any, Any]], Any]:
-        """``(cache, dirty, absent)``: the table's write-back cache, its set of dirty entries and the cache's
-        marker of an absent entry, for a caller's own hot loop (the window operator's). Valid until the backend
-        is closed or restored.
+    def hot_path(
+        self,
+    ) -> tuple[dict[tuple[Any, Any], Any], set[tuple[Any, Any]], set[tuple[Any, Any]], Any]:
+        """``(cache, dirty, new, absent)``: the table's write-back cache, its sets of dirty entries and of entries
+        the DB does not hold, and the cache's marker of an absent entry, for a caller's own hot loop over a batch
+        (the window operator's). Valid until the backend is closed or restored.
 
-        The rule: ``v = cache.get(k, absent)``; when ``v is not absent``, ``v`` is entry ``k``'s current value and
-        the caller may replace it by ``cache[k] = new; dirty.add(k)`` (the entry stays in the cache, so no
-        overflow check is due; a value changed in place must be assigned back the same way). Anything else -- a
-        miss, an absent entry, creating or deleting an entry -- goes through the table's methods. Nothing else
-        may be written into either container.
+        The rules: ``v = cache.get(k, absent)``; when ``v is not absent``, ``v`` is entry ``k``'s current value and
+        the caller may replace it by ``cache[k] = new; dirty.add(k)`` (a value changed in place must be assigned
+        back the same way). To create an entry the caller knows is in neither the cache nor the DB (``put_new``):
+        ``if k not in cache: new.add(k)``, then ``cache[k] = v; dirty.add(k)``, and ``fit()`` once the batch is
+        done. Anything else -- reading a miss or an absent entry, deleting -- goes through the table's methods.
+        Nothing else may be written into these containers.
         """
-        return self._cache, self._dirty, _ABSENT
+        return self._cache, self._dirty, self._new, _ABSENT
+
+    def fit(self) -> None:
+        """Brings the caches back within the budget after entries were created through ``hot_path``."""
+        if len(self._cache) > self._limit:
+            self._backend._overflow()
 
     def pop_many(self, keys: Iterable[tuple[Any, Any]], default: Any) -> list[Any]:
-        """``[self.pop(k, default) for k in keys]`` in one call (a window firing a whole timestamp)."""
+        """``[self.pop(k, default) for k in keys]`` in one call, ``keys`` distinct (a window firing a whole
+        timestamp)."""
         c = self._cache
-        new, dirty = self._new, self._dirty
+        new, dirty, held = self._new, self._dirty, self._held
+        if not isinstance(keys, list | tuple):
+            keys = list(keys)
+        if new.issuperset(keys):
+            # the common case, entries the DB never had (windows opened and fired since the last write-out):
+            # cached and present, so they are simply forgotten -- set operations in C, no loop here
+            values = list(map(c.pop, keys))
+            new.difference_update(keys)
+            dirty.difference_update(keys)
+            if held:
+                held.difference_update(keys)
+            return values
         out: list[Any] = []
         append = out.append
         for k in keys:
@@ -366,6 +397,7 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
             if k in new:  # never written to the DB: forget it (as ``discard``)
                 new.discard(k)
                 dirty.discard(k)
+                held.discard(k)
                 del c[k]
             else:
                 c[k] = _ABSENT
@@ -379,6 +411,7 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         if k in self._new:  # never written to the DB: forget it, and leave the cache to live entries
             self._new.discard(k)
             self._dirty.discard(k)
+            self._held.discard(k)
             c.pop(k, None)
             return
         if c.get(k) is _ABSENT:  # known absent, or its delete is pending already
@@ -411,6 +444,7 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         if k in self._new:
             self._new.discard(k)
             self._dirty.discard(k)
+            self._held.discard(k)
             c.pop(k, None)
         else:
             c[k] = _ABSENT
@@ -454,10 +488,11 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         self._cache.clear()
         self._dirty.clear()
         self._new.clear()
+        self._held.clear()
         self._cf.delete_range(b"", _KEY_SPACE_END, self._backend._write_opts)
 
     def __repr__(self) -> str:
-        return f"<RocksDBTable {self.name!r}: {len(self._cache)} cached, {len(self._dirty)} dirty>"
+        return f"<RocksDBTable {self.name!r}: {len(self._cache)} cached, {len(self._dirty | self._held)} dirty>"
 
     # -- cache management (called by the backend) -----------------------------------------------------------
 
@@ -552,6 +587,72 @@ def iter_db_dir_raw(path: str, key_groups: range) -> Iterator[tuple[str, bytes, 
                 yield name, kb, vb
 
 
+Overlay = list[tuple[str, list[tuple[Any, Any]], list[Any]]]
+"""A checkpoint's overlay, loaded: ``(table, [(key, namespace)], [value or the absent marker: a delete])``."""
+
+
+def read_overlay(directory: str, uri: str) -> Overlay:
+    """The overlay of a downloaded ``rocksdb-incremental`` handle's files in ``directory`` ([] when it has none);
+    the file is removed, so that ``directory`` is only a database. ``uri`` names the checkpoint in errors.
+
+    Raises:
+        CorruptStateError: the overlay cannot be read.
+    """
+    path = os.path.join(directory, _OVERLAY_NAME)
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, "rb") as f:
+            version, chunks = _loads(f.read())
+        if version != _OVERLAY_FORMAT:
+            raise CorruptStateError(f"the overlay of checkpoint {uri} has format {version!r}; this weir reads "
+                                    f"format {_OVERLAY_FORMAT}: restore it with the weir that wrote it")
+        overlay: Overlay = []
+        for name, keys_blob, values_blob in chunks:
+            keys, values = _loads(keys_blob), _loads(values_blob)
+            if not isinstance(name, str) or len(keys) != len(values):
+                raise ValueError("a chunk's table name or lengths are wrong")
+            overlay.append((name, keys, values))
+    except CorruptStateError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a damaged file makes pickle raise
+        raise CorruptStateError(f"the overlay of checkpoint {uri} ({_OVERLAY_NAME}) cannot be read: {e}") from e
+    os.remove(path)
+    return overlay
+
+
+def iter_db_dir_entries(
+    path: str, key_groups: range, max_parallelism: int, uri: str
+) -> Iterator[tuple[str, Any, Any, Any]]:
+    """The entries ``(table, key, namespace, value)`` of ``key_groups`` in a downloaded ``rocksdb-incremental``
+    handle's files at ``path``: the database with the checkpoint's overlay written over it (see
+    ``read_overlay``; ``uri`` names the checkpoint in errors).
+
+    Raises:
+        CorruptStateError: the files cannot be opened as a database, or the overlay cannot be read.
+    """
+    overlay = read_overlay(path, uri)
+    over: dict[tuple[str, bytes], Any] = {}
+    enc = DbKeyCodec(max_parallelism).encode
+    for name, keys, values in overlay:
+        for k, v in zip(keys, values, strict=True):
+            kb = enc(k)
+            if _KG.unpack_from(kb)[0] in key_groups:
+                over[(name, kb)] = v
+    for name, kb, vb in iter_db_dir_raw(path, key_groups):
+        v = over.pop((name, kb), _MISS)
+        if v is _MISS:
+            v = _loads(vb)
+        elif v is _ABSENT:
+            continue
+        _, key, ns = decode_db_key(kb)
+        yield name, key, ns, v
+    for (name, kb), v in over.items():
+        if v is not _ABSENT:
+            _, key, ns = decode_db_key(kb)
+            yield name, key, ns, v
+
+
 def iter_db_dir_raw_state(path: str, key_groups: range) -> Iterator[tuple[str, int, bytes]]:
     """The raw keyed state of ``key_groups`` in the RocksDB database at ``path``: ``(name, key group, value)``.
 
@@ -581,6 +682,9 @@ def _is_shared_file(name: str) -> bool:
 
 
 _CHUNK = 1024  # entries per step of a write-out: one pickle of captured values, one WriteBatch
+_OVERLAY_CHUNK = 8192  # entries per pickle of a checkpoint's overlay
+_OVERLAY_NAME = "WEIR-OVERLAY"  # a checkpoint's overlay file, by its local name (RocksDB ignores the name)
+_OVERLAY_FORMAT = 1
 _UPLOAD_PATIENCE_S = 0.05  # an upload waits this long for the mailbox thread to make progress before writing itself
 
 
@@ -877,8 +981,8 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         return sum(len(t._cache) for t in self._tables.values())
 
     def dirty_entries(self) -> int:
-        """Entries written to the caches and not yet to the DB."""
-        return sum(len(t._dirty) for t in self._tables.values())
+        """Entries written to the caches and not yet to the DB (whether a checkpoint's overlay holds them or not)."""
+        return sum(len(t._dirty | t._held) for t in self._tables.values())
 
     def flush(self) -> None:
         """Brings the DB up to date on the mailbox thread: applies the write-outs still queued from earlier
@@ -891,7 +995,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             RuntimeError: the backend is closed.
         """
         self._open_db()
-        item = self._capture(None) if any(t._dirty for t in self._tables.values()) else None
+        item = self._capture(None) if any(t._dirty or t._held for t in self._tables.values()) else None
         self._drain(item if item is not None else (self._queue[-1] if self._queue else None))
         self._reap()
 
@@ -909,9 +1013,9 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         captured: list[RocksDBTable] = []
         dumps = _dumps
         for t in self._tables.values():
-            if not t._dirty:
+            if not t._dirty and not t._held:
                 continue
-            keys = list(t._dirty)
+            keys = list(t._dirty | t._held) if t._held else list(t._dirty)
             values = list(map(t._cache.__getitem__, keys))
             try:
                 for i in range(0, len(values), _CHUNK):
@@ -921,10 +1025,54 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             captured.append(t)
         for t in captured:  # (cleared in place: ``hot_path`` callers hold these sets)
             t._dirty.clear()
+            t._held.clear()
             t._new.clear()  # written by this write-out: no longer "never in the DB"
         item = _WriteOut(steps, [], checkpoint_dir)
         self._queue.append(item)
         return item
+
+    def _capture_checkpoint(self, checkpoint_dir: str) -> tuple[_WriteOut, list[tuple[str, list[Any], bytes]]]:
+        """A checkpoint's capture: ``(write-out, overlay)``. The overlay holds every entry changed since the last
+        checkpoint (``_dirty``), values pickled now, in chunks ``(table, keys, pickle of their values)``; those
+        entries stay in the cache, not written, and become ``_held``. The write-out holds the entries the last
+        checkpoint's overlay held and nothing changed since (``_held - _dirty``): an entry rides in at most two
+        overlays' worth of time before it reaches the DB, so an overlay never grows past what changed in one
+        interval. Entries created and deleted between two checkpoints (a window's contents) never reach the DB.
+
+        Raises:
+            TypeError: a value cannot be pickled (nothing is captured, no set changes).
+        """
+        steps: list[tuple[RocksDBTable, list[tuple[Any, Any]], bytes]] = []
+        overlay: list[tuple[str, list[Any], bytes]] = []
+        captured: list[tuple[RocksDBTable, list[tuple[Any, Any]]]] = []
+        dumps = _dumps
+        for t in self._tables.values():
+            dirty, held = t._dirty, t._held
+            if not dirty and not held:
+                continue
+            cache = t._cache
+            stale: list[tuple[Any, Any]] = list(held - dirty) if held else []
+            keys = stale
+            values = list(map(cache.__getitem__, stale))
+            try:
+                for i in range(0, len(stale), _CHUNK):
+                    steps.append((t, stale[i : i + _CHUNK], dumps(values[i : i + _CHUNK], _PROTOCOL)))
+                keys = list(dirty)
+                values = list(map(cache.__getitem__, keys))
+                for i in range(0, len(keys), _OVERLAY_CHUNK):
+                    overlay.append((t.name, keys[i : i + _OVERLAY_CHUNK], dumps(values[i : i + _OVERLAY_CHUNK],
+                                                                                _PROTOCOL)))
+            except Exception as e:
+                raise _unpicklable(t.name, keys, values, e) from e
+            captured.append((t, stale))
+        for t, stale in captured:
+            if stale:
+                t._new.difference_update(stale)  # written by this write-out
+            t._held = set(t._dirty)
+            t._dirty.clear()  # (in place: ``hot_path`` callers hold this set)
+        item = _WriteOut(steps, [], checkpoint_dir)
+        self._queue.append(item)
+        return item, overlay
 
     def _drain(self, upto: _WriteOut | None) -> None:
         """Applies queued write-outs in order, up to and including ``upto`` (None: none), each followed by the
@@ -1043,9 +1191,9 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         while written:
             item = written.popleft()
             for t, deleted in item.deleted:
-                cache, dirty = t._cache, t._dirty
+                cache, dirty, held = t._cache, t._dirty, t._held
                 for k in deleted:
-                    if cache.get(k) is absent and k not in dirty:
+                    if cache.get(k) is absent and k not in dirty and k not in held:
                         del cache[k]
 
     def _await_write_out(self, item: _WriteOut) -> str:
@@ -1096,19 +1244,28 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
     def snapshot(
         self, checkpoint_id: int, key_groups: range, local_dir: str, canonical: bool = False
     ) -> PendingSnapshot:
-        """The synchronous part of a checkpoint: captures the cache's dirty entries (their values pickled now) into
-        a write-out queued behind any earlier one; ``upload`` (another thread) applies it, takes a native RocksDB
-        checkpoint (hard links) into a new dir in ``local_dir`` and uploads its files: SST files once under the
-        shared prefix, reused by later checkpoints while they are live and this backend's last *completed*
-        checkpoint (``notify_checkpoint_complete``) or restored state holds them; the other files under the private
-        prefix every time. With ``canonical``, it writes the key groups of ``key_groups`` as a key-group file
-        instead (savepoints).
+        """The synchronous part of a checkpoint. A checkpoint is a native RocksDB checkpoint plus an *overlay*:
+        the entries changed since the last checkpoint, captured here (values pickled now) and kept in the cache
+        unwritten; restore writes the overlay over the DB. The entries the last overlay held and nothing changed
+        since are captured into a write-out queued behind any earlier one (see ``_capture_checkpoint``). ``upload``
+        (another thread) waits for that write-out, takes a native checkpoint (hard links) into a new dir in
+        ``local_dir`` and uploads its files: SST files once under the shared prefix, reused by later checkpoints
+        while they are live and this backend's last *completed* checkpoint (``notify_checkpoint_complete``) or
+        restored state holds them; the other files, and the overlay, under the private prefix every time. With
+        ``canonical``, every unwritten entry goes into the write-out and the key groups of ``key_groups`` are
+        written as a key-group file instead (savepoints).
 
-        Invariants: the native checkpoint holds exactly the state at this call (write-outs, raw state writes and
-        cache overflows that come later reach the DB only after it); reads in the meantime see the latest values
-        (the cache keeps captured entries, deletes as absent markers, until applied; eviction waits for them); a
-        snapshot discarded or failed still has its writes applied, in order, by the next drain (a later upload,
-        ``flush``, ``close``).
+        Why an overlay: most entries of a streaming job change again or go away before long (a window's contents
+        live for one window), so writing them to the DB at every checkpoint, and deleting them soon after, was
+        most of a checkpoint's cost; an overlay is one pickle per chunk of entries, and the upload writes it as one
+        file.
+
+        Invariants: the native checkpoint plus the overlay hold exactly the state at this call (write-outs, raw
+        state writes and cache overflows that come later reach the DB only after the native checkpoint); reads in
+        the meantime see the latest values (the cache keeps captured entries, deletes as absent markers, until
+        applied; eviction waits for them); a snapshot discarded or failed still has its writes applied, in order,
+        by the next drain (a later upload, ``flush``, ``close``), and its overlay's entries stay in the cache
+        until written.
 
         ``local_dir`` should be on the database's file system (else RocksDB copies the files) and outside the
         database directory.
@@ -1128,14 +1285,15 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         directory = os.path.join(
             os.path.abspath(local_dir), f"rocksdb-{self._instance_id}-{checkpoint_id}-{uuid.uuid4().hex[:8]}"
         )
-        item = self._capture(directory)
         pending: _Pending
         if canonical:
+            item = self._capture(directory)
             pending = _CanonicalSnapshot(self, checkpoint_id, key_groups, directory, meta, item, local_dir)
         else:
+            item, overlay = self._capture_checkpoint(directory)
             with self._snap_lock:
                 base = self._confirmed
-            pending = _IncrementalSnapshot(self, checkpoint_id, key_groups, directory, meta, item, base)
+            pending = _IncrementalSnapshot(self, checkpoint_id, key_groups, directory, meta, item, base, overlay)
         with self._snap_lock:
             self._pending.append(pending)
         return pending
@@ -1210,7 +1368,9 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             for h, d in zip(plan.handles, dirs, strict=True):
                 uri = storage.uri(h.files[0].path) if h.files else "?"
                 if h.kind == KIND_ROCKSDB_INCREMENTAL:
+                    overlay = read_overlay(d, uri)
                     self._write_raw(iter_db_dir_raw(d, key_groups))
+                    self._apply_overlay(overlay, key_groups)
                 else:
                     self._write_entries(iter_downloaded(h, d, uri, key_groups))
                 self._write_raw_state(iter_downloaded_raw(h, d, uri, key_groups))
@@ -1256,6 +1416,23 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         if n:
             db.write(wb, self._write_opts)
 
+    def _apply_overlay(self, overlay: Overlay, key_groups: range) -> None:
+        """Writes a checkpoint's overlay (its entries of ``key_groups``) over the DB, bypassing the cache."""
+        db = self._open_db()
+        enc, dumps, absent, unpack = self._encode, _dumps, _ABSENT, _KG.unpack_from
+        for name, keys, values in overlay:
+            h = self.table(name)._cfh
+            wb = WriteBatch(raw_mode=True)
+            for k, v in zip(keys, values, strict=True):
+                kb = enc(k)
+                if unpack(kb)[0] not in key_groups:
+                    continue
+                if v is absent:
+                    wb.delete(kb, h)
+                else:
+                    wb.put(kb, dumps(v, _PROTOCOL), h)
+            db.write(wb, self._write_opts)
+
     def _write_entries(self, entries: Iterable[tuple[str, Any, Any, Any]]) -> None:
         enc = self._encode
 
@@ -1268,6 +1445,11 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
     def _restore_native(self, handle: KeyedStateHandle, storage: CheckpointStorage, local_dir: str) -> None:
         """Makes the handle's files the database (the fast path of ``restore``)."""
         d = download_handle(storage, handle, local_dir)
+        try:
+            overlay = read_overlay(d, storage.uri(handle.files[0].path) if handle.files else "?")
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
         db = self._open_db()
         for t in self._tables.values():
             t._cf.close()
@@ -1275,6 +1457,8 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             t._cfh = None
             t._cache.clear()
             t._dirty.clear()
+            t._held.clear()
+            t._new.clear()
         self._close_raw()
         db.close()
         self._db = None
@@ -1296,6 +1480,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         self._rebind_tables()
         for name, h in self._handles.items():
             self._check_kind(name, h.kind, h.ttl_config is not None)
+        self._apply_overlay(overlay, handle.key_group_range)
         local_names: dict[str, str] = handle.meta["local_names"]
         with self._snap_lock:
             self._instance_id = uuid.uuid4().hex[:16]  # new names: new files may reuse the restored files' numbers
@@ -1458,9 +1643,15 @@ class _IncrementalSnapshot(_Pending):
         meta: dict[str, Any],
         item: _WriteOut,
         base: tuple[str, dict[str, StateFile]] | None,
+        overlay: list[tuple[str, list[Any], bytes]],
     ) -> None:
         super().__init__(backend, checkpoint_id, key_groups, directory, meta, item)
         self.base = base
+        self.overlay = overlay
+
+    def discard(self) -> None:
+        super().discard()
+        self.overlay = []
 
     def _upload(
         self, storage: CheckpointStorage, private_prefix: str, shared_prefix: str
@@ -1489,6 +1680,19 @@ class _IncrementalSnapshot(_Pending):
                     ssts[name] = sf
                 files.append(sf)
                 local_names[sf.path] = name
+            overlay, self.overlay = self.overlay, []
+            if overlay:
+                # (the keys are pickled here, off the mailbox thread: keys are immutable, values were pickled at
+                # the barrier)
+                chunks = [(name, _dumps(keys, _PROTOCOL), blob) for name, keys, blob in overlay]
+                data = _dumps((_OVERLAY_FORMAT, chunks), _PROTOCOL)
+                del overlay, chunks
+                path = join_path(private_prefix, self._name(_OVERLAY_NAME))
+                written.append(path)
+                storage.write(path, data)
+                files.append(StateFile(path, len(data), False))
+                local_names[path] = _OVERLAY_NAME
+                uploaded += len(data)
         except BaseException:
             for path in written:  # nothing references them: best effort
                 with contextlib.suppress(Exception):

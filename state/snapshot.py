@@ -492,12 +492,9 @@ def iter_downloaded(
     ``uri`` names the handle's (first) file in errors.
     """
     if handle.kind == KIND_ROCKSDB_INCREMENTAL:
-        from state.rocksdb import decode_db_key, iter_db_dir_raw
+        from state.rocksdb import iter_db_dir_entries
 
-        loads = pickle.loads
-        for name, kb, vb in iter_db_dir_raw(directory, key_groups):
-            _, key, ns = decode_db_key(kb)
-            yield name, key, ns, loads(vb)
+        yield from iter_db_dir_entries(directory, key_groups, handle.max_parallelism, uri)
     else:
         yield from iter_key_group_file(
             os.path.join(directory, "keyed.state"), uri, handle.meta.get("index", []), key_groups

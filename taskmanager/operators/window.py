@@ -499,43 +499,49 @@ class WindowOperator(KeyedStateMixin):
         key, contents, timers = self.key, self.contents, self.timers
         size, offset, lateness = self.size, self.offset, self.lateness
         wm = timers.current_watermark
-        cache, dirty, absent = contents.hot_path()
-        cget, dirty_add = cache.get, dirty.add
-        put_new = contents.put_new
+        cache, dirty, new, absent = contents.hot_path()
+        cget, dirty_add, new_add = cache.get, dirty.add, new.add
         ev_add = timers.event.add
         by_ts = timers.event.by_ts
         reduce = self.reduce
         agg = self.agg if self.mode == "aggregate" else None
         late_v: list[Any] = []
         late_t: list[int] = []
-        for v, ts in zip(values, timestamps, strict=True):
-            start = ts - (ts - offset) % size
-            end1 = start + size - 1
-            if end1 + lateness <= wm:  # the window is late, so is the element (one window per element)
-                late_v.append(v)
-                late_t.append(ts)
-                continue
-            k = key(v)
-            ck = (k, start)
-            acc = cget(ck, absent)
-            if acc is not absent:  # cached and present: the window exists (the cache holds live entries)
-                cache[ck] = reduce(acc, v) if agg is None else agg.add(v, acc)  # type: ignore[misc]
-                dirty_add(ck)
-            else:
-                # a window has state exactly when it has a pending timer (see ``_process_fast``): no DB read
-                # for the many windows that do not exist yet
-                bucket = by_ts.get(end1 if end1 > wm else end1 + lateness)
-                if bucket is None or ck not in bucket:
-                    put_new(ck, v if agg is None else agg.add(v, agg.create_accumulator()))
-                    if end1 > wm:
-                        ev_add(k, start, end1)
-                    if lateness:
-                        ev_add(k, start, end1 + lateness)
-                else:  # exists, not cached (evicted): through the table, which reads the DB
-                    acc = contents[ck]
-                    contents[ck] = reduce(acc, v) if agg is None else agg.add(v, acc)  # type: ignore[misc]
-            if end1 <= wm:  # within allowed lateness, the window has fired: fire again with this element
-                self._fast_emit(k, start, contents[ck])
+        try:
+            for v, ts in zip(values, timestamps, strict=True):
+                start = ts - (ts - offset) % size
+                end1 = start + size - 1
+                if end1 + lateness <= wm:  # the window is late, so is the element (one window per element)
+                    late_v.append(v)
+                    late_t.append(ts)
+                    continue
+                k = key(v)
+                ck = (k, start)
+                acc = cget(ck, absent)
+                if acc is not absent:  # cached and present: the window exists (the cache holds live entries)
+                    cache[ck] = reduce(acc, v) if agg is None else agg.add(v, acc)  # type: ignore[misc]
+                    dirty_add(ck)
+                else:
+                    # a window has state exactly when it has a pending timer (see ``_process_fast``): no DB read
+                    # for the many windows that do not exist yet
+                    bucket = by_ts.get(end1 if end1 > wm else end1 + lateness)
+                    if bucket is None or ck not in bucket:
+                        # ``put_new`` by the rule of ``hot_path`` (a cached absent marker: the DB may hold it)
+                        if ck not in cache:
+                            new_add(ck)
+                        cache[ck] = v if agg is None else agg.add(v, agg.create_accumulator())
+                        dirty_add(ck)
+                        if end1 > wm:
+                            ev_add(k, start, end1)
+                        if lateness:
+                            ev_add(k, start, end1 + lateness)
+                    else:  # exists, not cached (evicted): through the table, which reads the DB
+                        acc = contents[ck]
+                        contents[ck] = reduce(acc, v) if agg is None else agg.add(v, acc)  # type: ignore[misc]
+                if end1 <= wm:  # within allowed lateness, the window has fired: fire again with this element
+                    self._fast_emit(k, start, contents[ck])
+        finally:
+            contents.fit()
         if late_v:
             self._late(late_v, late_t)
 

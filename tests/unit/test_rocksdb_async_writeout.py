@@ -1,5 +1,6 @@
 """RocksDB checkpoints whose write-out runs in the upload thread (``state/rocksdb.py``: ``snapshot`` only captures
-the dirty entries; ``upload`` applies the queued write-outs in order and takes the native checkpoint).
+the changed entries -- into its overlay, or, when the last checkpoint's overlay held them and nothing changed since,
+into a write-out; ``upload`` applies the queued write-outs in order and takes the native checkpoint).
 
 Invariants checked: the checkpoint holds exactly the state at the barrier (later writes, in-place changes, raw
 state writes and cache overflows do not reach it); reads while a write-out is queued or being applied see the latest
@@ -113,8 +114,10 @@ class Model:
             assert self.t.get((i, None)) == self.d.get((i, None)), i
 
 
-def busy_state(b: RocksDBKeyedStateBackend) -> Model:
-    """Entries in the DB and in the cache, clean and dirty, pending deletes, new ones, raw state."""
+def busy_state(b: RocksDBKeyedStateBackend, held_in: str | None = None) -> Model:
+    """Entries in the DB and in the cache, clean and dirty, pending deletes, new ones, raw state. With ``held_in``
+    (a local dir), a checkpoint (discarded) then holds those changes in its overlay, and some change again after
+    it: the next checkpoint writes the others out and puts these in its overlay."""
     m = Model(b)
     for i in range(50):
         m.put(i, i)
@@ -126,6 +129,16 @@ def busy_state(b: RocksDBKeyedStateBackend) -> Model:
         m.append(i, "x")
     for i in range(100, 110):
         m.put_new(i, i)
+    if held_in is not None:
+        b.snapshot(0, ALL, held_in).discard()
+        for i in range(15, 18):
+            m.append(i, "y")
+        for i in range(2, 4):
+            m.put_new(i, -2 * i)
+        for i in range(45, 49):
+            m.pop(i)
+        for i in range(110, 115):
+            m.put_new(i, i)
     return m
 
 
@@ -152,13 +165,18 @@ def change_after_barrier(b: RocksDBKeyedStateBackend, m: Model) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_checkpoint_holds_the_state_at_the_barrier_and_reads_the_latest(env: Env, monkeypatch: Any) -> None:
+@pytest.mark.parametrize("held", [False, True], ids=["overlay", "write-out"])
+def test_checkpoint_holds_the_state_at_the_barrier_and_reads_the_latest(
+    env: Env, monkeypatch: Any, held: bool
+) -> None:
     b = env.backend("rocksdb")
     assert isinstance(b, RocksDBKeyedStateBackend)
-    m = busy_state(b)
+    m = busy_state(b, env.local if held else None)
     at_barrier = m.barrier()
     p = b.snapshot(1, ALL, env.local)
-    assert b.dirty_entries() == 0  # captured
+    assert not any(t._dirty for t in b._tables.values())  # captured (the overlay's entries stay cached, held)
+    if held:
+        assert b._queue[-1].steps  # the entries the discarded checkpoint held are in this one's write-out
     change_after_barrier(b, m)
     m.check_reads(range(0, 220))  # nothing applied yet
     gate = Gate(monkeypatch)
@@ -178,10 +196,11 @@ def test_checkpoint_holds_the_state_at_the_barrier_and_reads_the_latest(env: Env
     assert b.read_raw_state("r") == {4: b"four"}
 
 
-def test_two_snapshots_uploaded_in_reverse_order(env: Env) -> None:
+@pytest.mark.parametrize("held", [False, True], ids=["overlay", "write-out"])
+def test_two_snapshots_uploaded_in_reverse_order(env: Env, held: bool) -> None:
     b = env.backend("rocksdb")
     assert isinstance(b, RocksDBKeyedStateBackend)
-    m = busy_state(b)
+    m = busy_state(b, env.local if held else None)
     first = m.barrier()
     p1 = b.snapshot(1, ALL, env.local)
     change_after_barrier(b, m)
@@ -378,6 +397,7 @@ def test_the_mailbox_applies_a_write_out_in_slices_and_the_upload_takes_the_chec
     m = busy_state(b)
     for i in range(1000, 4000):  # several steps' worth
         m.put(i, i)
+    b.snapshot(0, ALL, env.local).discard()  # they are held in its overlay: the next checkpoint writes them out
     at_barrier = m.barrier()
     p = b.snapshot(1, ALL, env.local)
     b.write_raw_state("r", {7: b"seven"})  # queued behind, must not reach the checkpoint
@@ -412,8 +432,10 @@ def test_an_upload_waits_while_the_mailbox_advances_then_writes_the_rest_itself(
     b.advance_write_out()  # (nothing queued: returns at once; marks the backend as advanced by its mailbox)
     for i in range(5000):
         m.append(i, "x")
+    b.snapshot(0, ALL, env.local).discard()  # held in its overlay: checkpoint 1 writes them out
     at_barrier = m.barrier()
     up = Upload(env, b.snapshot(1, ALL, env.local), 1)
+    assert len(b._queue[-1].steps) == 5
     b.advance_write_out(1024)  # one slice, then the mailbox stops calling: the upload must not wait forever
     for i in range(0, 5000, 7):
         m.append(i, "after")

@@ -102,7 +102,7 @@ def test_hot_path_replacement_reaches_the_db(tmp_path: Any) -> None:
     t = b.table("t")
     t.put_new(("a", 0), 1)
     b.flush()
-    cache, dirty, absent = t.hot_path()
+    cache, dirty, _, absent = t.hot_path()
     assert cache.get(("a", 0), absent) == 1
     assert cache.get(("b", 0), absent) is absent
     cache[("a", 0)] = 2

@@ -433,17 +433,23 @@ def test_rocksdb_incremental_checkpoints(env: Env) -> None:
         b.current_key = f"key-{i}"
         v.update(i)
 
-    h1 = env.checkpoint(b, 1)
-    assert h1.uploaded_bytes == h1.size and _shared(h1)
+    # the first checkpoint's overlay holds every entry (all changed since the last checkpoint), unwritten
+    h0 = env.checkpoint(b, 1)
+    overlay = [f for f in h0.files if h0.meta["local_names"][f.path] == "WEIR-OVERLAY"]
+    assert len(overlay) == 1 and overlay[0].size >= 0.5 * h0.size and not overlay[0].shared
+    b.notify_checkpoint_complete(1)
+    # nothing changed since: the next one writes the last overlay's entries into the DB, and has no overlay
+    h1 = env.checkpoint(b, 2)
+    assert h1.uploaded_bytes == sum(f.size for f in h1.files if f.path not in _shared(h0)) and _shared(h1)
     assert all(f.path.endswith(".sst") == f.shared for f in h1.files)
     assert {"CURRENT", "MANIFEST", "OPTIONS"} <= {h1.meta["local_names"][f.path].split("-")[0] for f in h1.files}
-    b.notify_checkpoint_complete(1)
+    b.notify_checkpoint_complete(2)
     uploads_before_2 = len(env.storage.uploads)
 
     for i in range(0, n, 100):  # 1% of the keys
         b.current_key = f"key-{i}"
         v.update(-i)
-    h2 = env.checkpoint(b, 2)
+    h2 = env.checkpoint(b, 3)
     ratio = h2.uploaded_bytes / h2.size
     print(f"\nincremental checkpoint: {h2.uploaded_bytes} of {h2.size} bytes uploaded, ratio {ratio:.4f}")
     assert ratio <= 0.1
@@ -468,7 +474,7 @@ def test_rocksdb_incremental_checkpoints(env: Env) -> None:
         r.current_key = f"key-{i}"
         rv.update(1_000_000 + i)
     uploads_before_3 = len(env.storage.uploads)
-    h3 = env.checkpoint(r, 3)
+    h3 = env.checkpoint(r, 4)
     print(f"after restore: {h3.uploaded_bytes} of {h3.size} bytes uploaded")
     assert h3.uploaded_bytes <= 0.1 * h3.size
     assert set(_shared(h2)) & set(_shared(h3))
@@ -482,11 +488,12 @@ def test_rocksdb_same_parallelism_restore_uses_the_files_and_reuses_them(env: En
     for kgs in [range(0, 64), range(64, 128)]:
         b = env.backend("rocksdb")
         States(b).fill([k for k in KEYS if key_group_for(k, MP) in kgs])
-        handles.append(env.checkpoint(b, 1, kgs))
+        env.checkpoint(b, 1, kgs)  # (its overlay holds the entries; the next one writes them into the DB)
+        handles.append(env.checkpoint(b, 2, kgs))
     r = env.restored("rocksdb", handles, range(64, 128))  # every handle given, one overlaps
     expected = dump(env.restored("hashmap", [handles[1]], range(64, 128)))
     assert dump(r) == expected and expected
-    h = env.checkpoint(r, 2, range(64, 128))
+    h = env.checkpoint(r, 3, range(64, 128))
     assert set(_shared(handles[1])) <= set(_shared(h)) and h.uploaded_bytes < h.size / 2
 
 
@@ -666,7 +673,10 @@ def test_rocksdb_synchronous_part_hard_links_the_sst_files(env: Env) -> None:
     t = b.table("t")
     for i in range(20_000):
         t[(i, None)] = "v" * 100
-    p = b.snapshot(1, ALL, env.local)
+    # a checkpoint's overlay holds them; unchanged until the next one, that one writes them into the DB
+    b.snapshot(1, ALL, env.local).discard()
+    shutil.rmtree(env.local)
+    p = b.snapshot(2, ALL, env.local)
     for i in range(20_000):
         t[(i, None)] = "w"
     b.flush()  # applies the snapshot's write-out and takes its native checkpoint first, then writes the "w"s
@@ -674,7 +684,7 @@ def test_rocksdb_synchronous_part_hard_links_the_sst_files(env: Env) -> None:
     ssts = [os.path.join(env.local, d, n) for n in os.listdir(os.path.join(env.local, d)) if n.endswith(".sst")]
     assert ssts and all(os.stat(f).st_nlink >= 2 for f in ssts)  # shared with the live database, not copies
     assert sum(os.path.getsize(f) for f in ssts) > 100_000
-    h = p.upload(env.storage, "chk-1", "shared")
+    h = p.upload(env.storage, "chk-2", "shared")
     assert set(env.restored("hashmap", [h]).table("t").values()) == {"v" * 100}
 
 

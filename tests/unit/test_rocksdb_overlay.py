@@ -1,0 +1,141 @@
+"""RocksDB checkpoints with an overlay (``state/rocksdb.py``: ``RocksDBKeyedStateBackend.snapshot``): the entries
+changed since the last checkpoint travel as a pickled file next to the native checkpoint and stay unwritten in the
+cache; the entries the last overlay held and nothing changed since are written into the DB by the next checkpoint.
+
+Checked: restore (same key groups, rescaled, into either backend) gives the state at the barrier, deletes and
+updates in the overlay included; entries created and deleted between checkpoints never reach the DB; an entry reaches
+the DB one checkpoint after it last changed; a damaged overlay is a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from state.keygroups import key_group_for
+from state.rocksdb import RocksDBKeyedStateBackend, RocksDBTable
+from state.snapshot import CorruptStateError, KeyedStateHandle
+from tests.unit.test_state_snapshot import ALL, MP, Env, dump
+
+pytestmark = pytest.mark.timeout(60)
+
+HALVES = [range(0, MP // 2), range(MP // 2, MP)]
+
+
+def overlay_file(h: KeyedStateHandle) -> Any:
+    found = [f for f in h.files if h.meta["local_names"][f.path] == "WEIR-OVERLAY"]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def db_entries(t: RocksDBTable) -> int:
+    """Entries in the table's column family itself (no flush: what the DB holds now)."""
+    return sum(1 for _ in t._cf.keys())  # noqa: SIM118 - an Rdict
+
+
+def in_groups(d: dict[tuple[Any, Any], Any], key_groups: range) -> dict[tuple[Any, Any], Any]:
+    return {k: v for k, v in d.items() if key_group_for(k[0], MP) in key_groups}
+
+
+def test_restore_applies_the_overlays_updates_deletes_and_new_entries(env: Env) -> None:
+    b = env.backend("rocksdb")
+    assert isinstance(b, RocksDBKeyedStateBackend)
+    t = b.table("t")
+    model: dict[tuple[Any, Any], Any] = {}
+    for i in range(400):
+        t[(f"k{i}", None)] = model[(f"k{i}", None)] = [i]
+    b.flush()  # in the DB
+    for i in range(0, 400, 3):
+        del t[(f"k{i}", None)]  # deletes of entries the DB holds
+        del model[(f"k{i}", None)]
+    for i in range(1, 400, 3):
+        t[(f"k{i}", None)] = model[(f"k{i}", None)] = ["updated", i]
+    for i in range(400, 500):
+        t.put_new((f"k{i}", None), [i])  # entries the DB never had
+        model[(f"k{i}", None)] = [i]
+    h = env.checkpoint(b, 1)
+    f = overlay_file(h)
+    assert f is not None and not f.shared
+    for i in range(0, 400, 3):
+        t[(f"k{i}", None)] = ["after the barrier"]  # must not reach the checkpoint
+
+    same = env.restored("rocksdb", [h])  # native: the files become the database, the overlay written over it
+    assert dump(same)["t"] == model
+    assert dump(env.restored("hashmap", [h]))["t"] == model
+    for half in HALVES:  # rescaled: the entries of half the key groups, from the DB and from the overlay
+        expected = in_groups(model, half)
+        assert expected
+        for kind in ("rocksdb", "hashmap"):
+            assert dump(env.restored(kind, [h], half))["t"] == expected
+    # and the restored backends work on: the next checkpoint of the native restore has the same state
+    assert dump(env.restored("hashmap", [env.checkpoint(same, 2)]))["t"] == model
+
+
+def test_entries_created_and_deleted_between_checkpoints_never_reach_the_db(env: Env) -> None:
+    b = env.backend("rocksdb")
+    assert isinstance(b, RocksDBKeyedStateBackend)
+    t = b.table("t")
+    for window in range(4):
+        for i in range(1000):
+            t.put_new((i, window), i)  # a window opens ...
+        if window:
+            for i in range(1000):
+                assert t.pop((i, window - 1)) == i  # ... the last one fires
+        h = env.checkpoint(b, window + 1)
+        assert db_entries(t) == 0
+        assert dump(env.restored("hashmap", [h]))["t"] == {(i, window): i for i in range(1000)}
+
+
+def test_an_entry_reaches_the_db_one_checkpoint_after_it_last_changed(env: Env) -> None:
+    b = env.backend("rocksdb")
+    assert isinstance(b, RocksDBKeyedStateBackend)
+    t = b.table("t")
+    t[("a", None)] = 1
+    t[("b", None)] = 1
+    h1 = env.checkpoint(b, 1)
+    assert overlay_file(h1) is not None and db_entries(t) == 0
+    t[("b", None)] = 2  # changed again: stays in the overlay
+    h2 = env.checkpoint(b, 2)
+    assert db_entries(t) == 1  # "a", written out by checkpoint 2, in its native checkpoint
+    h3 = env.checkpoint(b, 3)
+    assert db_entries(t) == 2 and overlay_file(h3) is None
+    for h, b_value in ((h1, 1), (h2, 2), (h3, 2)):
+        assert dump(env.restored("rocksdb", [h]))["t"] == {("a", None): 1, ("b", None): b_value}
+
+
+def test_an_entry_held_in_an_overlay_then_deleted_is_gone(env: Env) -> None:
+    b = env.backend("rocksdb")
+    assert isinstance(b, RocksDBKeyedStateBackend)
+    t = b.table("t")
+    t.put_new(("new", 0), "x")
+    t[("old", 0)] = "y"
+    b.flush()
+    t.put_new(("new", 1), "x")
+    h1 = env.checkpoint(b, 1)  # its overlay holds ("new", 1), the DB does not
+    t.pop(("new", 1))  # never in the DB: forgotten, nothing to write out or delete
+    t.pop(("old", 0))  # in the DB: a delete in the next overlay
+    h2 = env.checkpoint(b, 2)
+    h3 = env.checkpoint(b, 3)  # writes the delete out
+    assert dump(env.restored("hashmap", [h1]))["t"] == {("new", 0): "x", ("old", 0): "y", ("new", 1): "x"}
+    for h in (h2, h3):
+        assert dump(env.restored("rocksdb", [h]))["t"] == {("new", 0): "x"}
+    assert db_entries(t) == 1 and b.dirty_entries() == 0
+    assert t.get(("old", 0)) is None and t.get(("new", 1)) is None
+
+
+def test_a_damaged_overlay_is_a_clear_error(env: Env) -> None:
+    b = env.backend("rocksdb")
+    t = b.table("t")
+    for i in range(100):
+        t[(i, None)] = i
+    h = env.checkpoint(b, 1)
+    f = overlay_file(h)
+    path = os.path.join(env.storage.root, f.path)
+    with open(path, "r+b") as fh:  # same size, other bytes: the size check passes, the pickle does not
+        fh.seek(max(0, f.size // 2))
+        fh.write(b"\xff" * 8)
+    for kind, groups in (("rocksdb", ALL), ("rocksdb", HALVES[0]), ("hashmap", ALL)):
+        with pytest.raises(CorruptStateError, match="WEIR-OVERLAY"):
+            env.restored(kind, [h], groups)
