@@ -52,7 +52,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
-from itertools import islice
+from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any, cast
 
 from rocksdict import (
@@ -283,9 +283,16 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
     DB-key order (key group first); iterating while assigning is allowed (the iteration reads a DB snapshot).
     """
 
-    def __init__(self, backend: RocksDBKeyedStateBackend, name: str, cf: Rdict, cf_handle: Any) -> None:
-        """Made by ``RocksDBKeyedStateBackend.table``: ``cf`` reads the column family, ``cf_handle`` writes it."""
+    def __init__(
+        self, backend: RocksDBKeyedStateBackend, name: str, cf: Rdict, cf_handle: Any, db_empty: bool = False
+    ) -> None:
+        """Made by ``RocksDBKeyedStateBackend.table``: ``cf`` reads the column family, ``cf_handle`` writes it;
+        ``db_empty``: the column family was created empty just now."""
         self.name = name
+        # True while the column family holds no entry and no queued write-out will write one: an entry missing from
+        # the cache then does not exist (no DB read), and a deleted one is simply forgotten. Made False for good by
+        # the first write-out with an entry of this table, or a restore (checked by ``hot_path`` callers per batch).
+        self.db_empty = db_empty
         self._backend = backend
         self._cf = cf
         self._cfh = cf_handle
@@ -294,16 +301,20 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         # dirty entries the caller created knowing the DB has none (put_new): deleting one before it is
         # written out costs nothing, no DB delete (windows that open and fire between two flushes)
         self._new: set[tuple[Any, Any]] = set()
-        # entries the last checkpoint's overlay holds and the DB does not (see ``RocksDBKeyedStateBackend.snapshot``):
-        # not dirty, still not written; always cached (a new one deleted leaves this set too)
+        # the entries of the last checkpoint's overlay (see ``RocksDBKeyedStateBackend.snapshot``): not written
+        # since, unless changed again (dirty) or gone from the cache (a new entry deleted: nothing to write; kept
+        # here, since removing each one at its delete costs more than skipping it at the next checkpoint)
         self._held: set[tuple[Any, Any]] = set()
         self._limit = backend.cache_entries
 
     # -- point operations -----------------------------------------------------------------------------------
 
     def _load(self, k: tuple[Any, Any]) -> Any:
-        raw = self._cf.get(self._backend._encode(k))
-        v = _ABSENT if raw is None else _loads(raw)
+        if self.db_empty:
+            v = _ABSENT
+        else:
+            raw = self._cf.get(self._backend._encode(k))
+            v = _ABSENT if raw is None else _loads(raw)
         c = self._cache
         c[k] = v
         if len(c) > self._limit:
@@ -341,7 +352,7 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
     def put_new(self, k: tuple[Any, Any], v: Any) -> None:
         """Creates entry ``k``, which the caller knows is in neither the cache nor the DB (no read needed)."""
         c = self._cache
-        if k not in c:  # (a cached pending delete -- dirty, or being written -- means the DB may hold it: not new)
+        if k not in c and not self.db_empty:  # (a cached pending delete means the DB may hold it: not new)
             self._new.add(k)
         c[k] = v
         self._dirty.add(k)
@@ -359,8 +370,10 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         the caller may replace it by ``cache[k] = new; dirty.add(k)`` (a value changed in place must be assigned
         back the same way). To create an entry the caller knows is in neither the cache nor the DB (``put_new``):
         ``if k not in cache: new.add(k)``, then ``cache[k] = v; dirty.add(k)``, and ``fit()`` once the batch is
-        done. Anything else -- reading a miss or an absent entry, deleting -- goes through the table's methods.
-        Nothing else may be written into these containers.
+        done. While ``db_empty`` (read it once per batch: only the table's methods change it), a miss or an absent
+        entry means the entry does not exist, and creating one is ``cache[k] = v; dirty.add(k)``. Anything else --
+        reading a miss or an absent entry, deleting -- goes through the table's methods. Nothing else may be written
+        into these containers.
         """
         return self._cache, self._dirty, self._new, _ABSENT
 
@@ -373,17 +386,23 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         """``[self.pop(k, default) for k in keys]`` in one call, ``keys`` distinct (a window firing a whole
         timestamp)."""
         c = self._cache
-        new, dirty, held = self._new, self._dirty, self._held
+        new, dirty = self._new, self._dirty
         if not isinstance(keys, list | tuple):
             keys = list(keys)
+        if self.db_empty:  # nothing to delete in the DB: every present entry is forgotten
+            values = list(map(c.pop, keys, repeat(default)))
+            if new:
+                new.difference_update(keys)
+            dirty.difference_update(keys)
+            if _ABSENT in values:  # (cached absences of earlier reads)
+                values = [default if v is _ABSENT else v for v in values]
+            return values
         if new.issuperset(keys):
             # the common case, entries the DB never had (windows opened and fired since the last write-out):
             # cached and present, so they are simply forgotten -- set operations in C, no loop here
             values = list(map(c.pop, keys))
             new.difference_update(keys)
             dirty.difference_update(keys)
-            if held:
-                held.difference_update(keys)
             return values
         out: list[Any] = []
         append = out.append
@@ -397,7 +416,6 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
             if k in new:  # never written to the DB: forget it (as ``discard``)
                 new.discard(k)
                 dirty.discard(k)
-                held.discard(k)
                 del c[k]
             else:
                 c[k] = _ABSENT
@@ -408,10 +426,9 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
     def discard(self, k: tuple[Any, Any]) -> None:
         """Deletes entry ``k`` if present, without reading it (a blind delete)."""
         c = self._cache
-        if k in self._new:  # never written to the DB: forget it, and leave the cache to live entries
+        if self.db_empty or k in self._new:  # never written to the DB: forget it, leave the cache to live entries
             self._new.discard(k)
             self._dirty.discard(k)
-            self._held.discard(k)
             c.pop(k, None)
             return
         if c.get(k) is _ABSENT:  # known absent, or its delete is pending already
@@ -441,10 +458,9 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
                 raise KeyError(k)
             return default
         # ``discard``, inlined (windows pop every entry they create)
-        if k in self._new:
+        if self.db_empty or k in self._new:
             self._new.discard(k)
             self._dirty.discard(k)
-            self._held.discard(k)
             c.pop(k, None)
         else:
             c[k] = _ABSENT
@@ -492,7 +508,18 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         self._cf.delete_range(b"", _KEY_SPACE_END, self._backend._write_opts)
 
     def __repr__(self) -> str:
-        return f"<RocksDBTable {self.name!r}: {len(self._cache)} cached, {len(self._dirty | self._held)} dirty>"
+        return f"<RocksDBTable {self.name!r}: {len(self._cache)} cached, {len(self._unwritten())} dirty>"
+
+    def _unwritten(self) -> list[tuple[Any, Any]]:
+        """The entries whose cached value the DB does not have (yet): dirty, or held in the last overlay."""
+        dirty = self._dirty
+        held = self._stale() if self._held else []
+        return held + list(dirty) if held else list(dirty)
+
+    def _stale(self) -> list[tuple[Any, Any]]:
+        """The entries of the last checkpoint's overlay still cached and not changed since."""
+        c = self._cache
+        return [k for k in self._held - self._dirty if k in c]
 
     # -- cache management (called by the backend) -----------------------------------------------------------
 
@@ -849,12 +876,13 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a table name must be a non-empty str, got {name!r}")
         cf_name = _CF_PREFIX + name
-        if name in self._stored:
+        empty = name not in self._stored
+        if not empty:
             cf = db.get_column_family(cf_name)
         else:
             cf = db.create_column_family(cf_name, self._opts)
             self._stored.append(name)
-        t = self._tables[name] = RocksDBTable(self, name, cf, db.get_column_family_handle(cf_name))
+        t = self._tables[name] = RocksDBTable(self, name, cf, db.get_column_family_handle(cf_name), empty)
         self._set_limits()
         return t
 
@@ -982,7 +1010,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
 
     def dirty_entries(self) -> int:
         """Entries written to the caches and not yet to the DB (whether a checkpoint's overlay holds them or not)."""
-        return sum(len(t._dirty | t._held) for t in self._tables.values())
+        return sum(len(t._unwritten()) for t in self._tables.values())
 
     def flush(self) -> None:
         """Brings the DB up to date on the mailbox thread: applies the write-outs still queued from earlier
@@ -1015,8 +1043,10 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         for t in self._tables.values():
             if not t._dirty and not t._held:
                 continue
-            keys = list(t._dirty | t._held) if t._held else list(t._dirty)
+            keys = t._unwritten()
             values = list(map(t._cache.__getitem__, keys))
+            if keys:
+                t.db_empty = False
             try:
                 for i in range(0, len(values), _CHUNK):
                     steps.append((t, keys[i : i + _CHUNK], dumps(values[i : i + _CHUNK], _PROTOCOL)))
@@ -1051,7 +1081,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             if not dirty and not held:
                 continue
             cache = t._cache
-            stale: list[tuple[Any, Any]] = list(held - dirty) if held else []
+            stale = t._stale() if held else []
             keys = stale
             values = list(map(cache.__getitem__, stale))
             try:
@@ -1067,6 +1097,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             captured.append((t, stale))
         for t, stale in captured:
             if stale:
+                t.db_empty = False
                 t._new.difference_update(stale)  # written by this write-out
             t._held = set(t._dirty)
             t._dirty.clear()  # (in place: ``hot_path`` callers hold this set)
@@ -1393,7 +1424,9 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         wb = WriteBatch(raw_mode=True)
         n = 0
         for name, kb, vb in entries:
-            wb.put(kb, vb, self.table(name)._cfh)
+            t = self.table(name)
+            t.db_empty = False
+            wb.put(kb, vb, t._cfh)
             n += 1
             if n >= self._BATCH:
                 db.write(wb, self._write_opts)
@@ -1421,7 +1454,9 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         db = self._open_db()
         enc, dumps, absent, unpack = self._encode, _dumps, _ABSENT, _KG.unpack_from
         for name, keys, values in overlay:
-            h = self.table(name)._cfh
+            t = self.table(name)
+            t.db_empty = False
+            h = t._cfh
             wb = WriteBatch(raw_mode=True)
             for k, v in zip(keys, values, strict=True):
                 kb = enc(k)
@@ -1499,6 +1534,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                 t._cf = db.create_column_family(cf_name, self._opts)
                 self._stored.append(name)
             t._cfh = db.get_column_family_handle(cf_name)
+            t.db_empty = False  # (a restored database)
         if self._tables:
             self._set_limits()
 

@@ -147,9 +147,15 @@ def test_small_cache_flushes_and_evicts(tmp_path: Path) -> None:
     assert len(t1) == 25 and len(t2) == 50
 
 
-def test_absence_is_cached(tmp_path: Path) -> None:
+@pytest.mark.parametrize("db_empty", [True, False], ids=["new-table", "table-in-db"])
+def test_absence_is_cached(tmp_path: Path, db_empty: bool) -> None:
     b = RocksDBKeyedStateBackend(tmp_path / "db")
     t = b.table("t")
+    assert t.db_empty
+    if not db_empty:
+        t[("other", None)] = 1
+        b.flush()
+        assert not t.db_empty
     reads = 0
     real_get = t._cf.get
 
@@ -164,9 +170,29 @@ def test_absence_is_cached(tmp_path: Path) -> None:
     for _ in range(5):
         assert t.get(("never", None)) is None
         assert ("never", None) not in t
-    assert reads == 1
+    assert reads == (0 if db_empty else 1)  # a table the DB holds nothing of is never read
     t._cf = real_cf
     b.close()
+
+
+def test_a_table_restored_or_written_out_is_read_from_the_db(tmp_path: Path) -> None:
+    b = RocksDBKeyedStateBackend(tmp_path / "db")
+    t = b.table("t")
+    t.put_new(("a", None), 1)
+    assert t.db_empty
+    assert t.pop(("a", None)) == 1 and b.dirty_entries() == 0  # forgotten: nothing to delete in the DB
+    t[("b", None)] = 2
+    t[("c", None)] = 3
+    b.flush()
+    assert not t.db_empty
+    t._cache.clear()  # (evicted)
+    assert t.get(("b", None)) == 2
+    del t[("b", None)]
+    assert b.dirty_entries() == 1  # a delete for the DB
+    b.close()
+    again = RocksDBKeyedStateBackend(tmp_path / "db")  # the table exists on disk: not empty
+    assert not again.table("t").db_empty and again.table("t").get(("c", None)) == 3
+    again.close()
 
 
 def test_write_back_in_place_changes(tmp_path: Path) -> None:
