@@ -174,7 +174,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="W3-hashmap",
         description=f"{W3_DESCRIPTION}; hashmap state",
-        records={1: 6_000_000, 2: 8_000_000},
+        records={1: 7_500_000, 2: 10_000_000},
         build=jobs.build_w3_hashmap,
         latency=jobs.latency_w3_hashmap,
         baseline=jobs.baseline_w3,
@@ -182,7 +182,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="W3-rocksdb",
         description="W3-hashmap with RocksDB state",
-        records={1: 4_000_000, 2: 4_000_000},
+        records={1: 6_500_000, 2: 8_000_000},
         build=jobs.build_w3_rocksdb,
         latency=jobs.latency_w3_rocksdb,
         baseline=jobs.baseline_w3,
@@ -201,7 +201,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="W5",
         description=f"W3 with RocksDB state and checkpoints every {CHECKPOINT_INTERVAL_MS // 1000} s to file://",
-        records={1: 3_000_000, 2: 4_000_000},
+        records={1: 6_000_000, 2: 7_000_000},
         build=jobs.build_w3_rocksdb,
         latency=jobs.latency_w3_rocksdb,
         baseline=jobs.baseline_w3,

@@ -142,6 +142,15 @@ class KeyedStateBackend(Protocol):
         """
         ...
 
+    def write_raw_state_later(self, name: str, produce: Callable[[], Mapping[int, bytes]]) -> None:
+        """``write_raw_state(name, produce())``, where the backend may call ``produce`` later and on another thread
+        (RocksDB: in the next checkpoint's upload, so that the task's synchronous part stays short), but always
+        before it applies anything written after this call. ``produce`` must therefore only read data captured
+        when this was called. If ``produce`` raises, the write is lost, the next checkpoint fails naming the
+        error, and the caller should write the state again (e.g. when told the checkpoint was aborted).
+        """
+        ...
+
     def read_raw_state(self, name: str) -> dict[int, bytes]:
         """Raw keyed state ``name`` (empty if none): key group -> value, e.g. as restored from a checkpoint."""
         ...
@@ -244,6 +253,10 @@ class AbstractKeyedStateBackend(ABC):
     @abstractmethod
     def write_raw_state(self, name: str, blobs: Mapping[int, bytes]) -> None:
         """See ``KeyedStateBackend.write_raw_state``."""
+
+    def write_raw_state_later(self, name: str, produce: Callable[[], Mapping[int, bytes]]) -> None:
+        """See ``KeyedStateBackend.write_raw_state_later`` (by default at once)."""
+        self.write_raw_state(name, produce())
 
     @abstractmethod
     def read_raw_state(self, name: str) -> dict[int, bytes]:

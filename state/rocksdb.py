@@ -518,8 +518,7 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
 
     def _stale(self) -> list[tuple[Any, Any]]:
         """The entries of the last checkpoint's overlay still cached and not changed since."""
-        c = self._cache
-        return [k for k in self._held - self._dirty if k in c]
+        return list((self._cache.keys() & self._held) - self._dirty)  # (set operations in C)
 
     # -- cache management (called by the backend) -----------------------------------------------------------
 
@@ -717,6 +716,9 @@ _UPLOAD_PATIENCE_S = 0.05  # an upload waits this long for the mailbox thread to
 
 _DONE_STEP: Any = None  # an applied step's slot (its pickle freed)
 
+_RawWrite = tuple[str, "Mapping[int, bytes] | Callable[[], Mapping[int, bytes]]"]
+"""A raw keyed state write: ``(name, blobs)``, or ``(name, a function producing the blobs)``."""
+
 
 class _WriteOut:
     """DB writes captured on the mailbox thread, applied later, in capture order, one step at a time, under the
@@ -726,10 +728,11 @@ class _WriteOut:
     ``steps``: ``(table, keys, pickle of their values)`` per chunk of ``_CHUNK`` entries, ``_ABSENT`` for a delete
     (one ``dumps`` per chunk is far cheaper on the mailbox thread than one per value, and the values must be
     serialized at the barrier since they may be changed in place later); ``next``: the steps applied so far;
-    ``deleted``: the keys the applied steps deleted, for ``_reap``. ``raw``: ``(column family handle, [(DB key,
-    value or None: a delete)])``, applied after the steps. ``checkpoint_dir``: a native checkpoint to take right
-    after the writes, before any later write-out (None: none). A step is idempotent (puts and deletes of fixed
-    bytes), so a failed one is simply applied again.
+    ``deleted``: the keys the applied steps deleted, for ``_reap``. ``raw``: raw keyed state writes ``(name, blobs
+    or a function producing them)`` (``write_raw_state``, ``write_raw_state_later``), applied after the steps, in
+    order; a producer is called by the applying thread, which the mailbox thread leaves to the upload.
+    ``checkpoint_dir``: a native checkpoint to take right after the writes, before any later write-out (None:
+    none). A step is idempotent (puts and deletes of fixed bytes), so a failed one is simply applied again.
     """
 
     __slots__ = ("steps", "next", "deleted", "raw", "written", "checkpoint_dir", "lock", "done", "made",
@@ -738,7 +741,7 @@ class _WriteOut:
     def __init__(
         self,
         steps: list[tuple[RocksDBTable, list[tuple[Any, Any]], bytes]],
-        raw: list[tuple[Any, list[tuple[bytes, bytes | None]]]],
+        raw: list[_RawWrite],
         checkpoint_dir: str | None,
     ) -> None:
         self.steps = steps
@@ -832,7 +835,13 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         self._written: deque[_WriteOut] = deque()  # applied; their deletes not yet dropped from the caches
         # the draining thread's own codec (a codec is not thread-safe; the mailbox thread's reads use _encode)
         self._write_encode: Callable[[tuple[Any, Any]], bytes] = DbKeyCodec(max_parallelism).encode
-        self._raw_present: dict[str, set[int]] = {}  # raw state name -> key groups it holds once queued writes apply
+        # raw state name -> the key groups the DB holds (kept by the thread applying raw writes, under _write_lock)
+        self._raw_present: dict[str, set[int]] = {}
+        self._raw_later: list[_RawWrite] = []  # write_raw_state_later's, for the next write-out (mailbox thread)
+        # raw states whose last write was lost (its producer raised): name -> why; no native checkpoint is made
+        # until each is written again (under _write_lock)
+        self._raw_lost: dict[str, str] = {}
+        self._left_to_upload = False  # advance_write_out stopped at a producer: the waiting upload calls it
         self._advancing = False  # the mailbox thread calls advance_write_out
         self._steps_applied = 0  # write-out steps applied so far (progress, for a waiting upload)
         self._progress = threading.Condition()
@@ -930,36 +939,69 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
 
     def write_raw_state(self, name: str, blobs: Mapping[int, bytes]) -> None:
         """See ``KeyedStateBackend.write_raw_state``: one WriteBatch of puts, and deletes of the key groups it held
-        that ``blobs`` does not; the cache is not involved."""
+        that ``blobs`` does not; the cache is not involved. Queued behind a write-out in flight (it must not reach
+        the DB before that one's native checkpoint), else written at once."""
         self._check_raw(name, blobs)
-        entry = self._raw_cf(name, create=bool(blobs))
-        if entry is None:
+        if not blobs and name not in self._raw_stored:
             return
+        self._raw_cf(name, create=True)
+        ops = self._take_raw_later()
+        ops.append((name, dict(blobs)))
+        if self._queue:
+            self._queue.append(_WriteOut([], ops, None))
+            return
+        with self._write_lock:
+            db = self._open_db()
+            for op in ops:
+                self._apply_raw(db, op)
+
+    def write_raw_state_later(self, name: str, produce: Callable[[], Mapping[int, bytes]]) -> None:
+        """See ``KeyedStateBackend.write_raw_state_later``: the write joins the next write-out (a checkpoint's,
+        normally), and ``produce`` is called by the thread that applies it -- a checkpoint's upload thread, as
+        ``advance_write_out`` leaves producers to it."""
+        self._check_raw(name, {})
+        self._raw_cf(name, create=True)  # (now, on this thread: the upload thread only writes)
+        self._raw_later.append((name, produce))
+
+    def _take_raw_later(self) -> list[_RawWrite]:
+        ops, self._raw_later = self._raw_later, []
+        return ops
+
+    def _apply_raw(self, db: Rdict, op: _RawWrite) -> int:
+        """Applies one raw keyed state write (calling its producer); the entries written. Holds ``_write_lock``.
+        A producer that raises loses the write: the state is recorded in ``_raw_lost``."""
+        name, data = op
+        if callable(data):
+            try:
+                blobs = data()
+                self._check_raw(name, blobs)
+            except Exception as e:  # noqa: BLE001 - reported by the next native checkpoint
+                self._raw_lost[name] = f"{type(e).__name__}: {e}"
+                return 0
+        else:
+            blobs = data
+        entry = self._raw_cf(name, create=False)
+        if entry is None:  # (created by write_raw_state*, unless a restore replaced the DB since: nothing to do)
+            return 0
         cf, h = entry
         present = self._raw_present.get(name)
         if present is None:
-            # (queued write-outs hold no writes of ``name`` yet: only this method queues them, and it records them)
             present = {_KG.unpack(kb)[0] for kb in cast(Iterator[bytes], cf.keys())}  # noqa: SIM118 - an Rdict
         pack = _KG.pack
-        entries: list[tuple[bytes, bytes | None]] = [(pack(kg), None) for kg in present if kg not in blobs]
-        entries.extend((pack(kg), value) for kg, value in blobs.items())
-        self._raw_present[name] = set(blobs)
-        if self._queue:
-            # a checkpoint's write-out is in flight: this write must not reach the DB before its native checkpoint
-            self._queue.append(_WriteOut([], [(h, entries)], None))
-            return
         wb = WriteBatch(raw_mode=True)
-        for kb, vb in entries:
-            if vb is None:
-                wb.delete(kb, h)
-            else:
-                wb.put(kb, vb, h)
-        with self._write_lock:
-            self._open_db().write(wb, self._write_opts)
+        for kg in present:
+            if kg not in blobs:
+                wb.delete(pack(kg), h)
+        for kg, value in blobs.items():
+            wb.put(pack(kg), value, h)
+        db.write(wb, self._write_opts)
+        self._raw_present[name] = set(blobs)
+        self._raw_lost.pop(name, None)
+        return len(blobs)
 
     def read_raw_state(self, name: str) -> dict[int, bytes]:
         """See ``KeyedStateBackend.read_raw_state`` (applies queued write-outs first)."""
-        if self._queue:
+        if self._queue or self._raw_later:
             self.flush()
         entry = self._raw_cf(name, create=False)
         if entry is None:
@@ -1023,7 +1065,8 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             RuntimeError: the backend is closed.
         """
         self._open_db()
-        item = self._capture(None) if any(t._dirty or t._held for t in self._tables.values()) else None
+        item = (self._capture(None) if self._raw_later or any(t._dirty or t._held for t in self._tables.values())
+                else None)
         self._drain(item if item is not None else (self._queue[-1] if self._queue else None))
         self._reap()
 
@@ -1057,7 +1100,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             t._dirty.clear()
             t._held.clear()
             t._new.clear()  # written by this write-out: no longer "never in the DB"
-        item = _WriteOut(steps, [], checkpoint_dir)
+        item = _WriteOut(steps, self._take_raw_later(), checkpoint_dir)
         self._queue.append(item)
         return item
 
@@ -1101,7 +1144,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                 t._new.difference_update(stale)  # written by this write-out
             t._held = set(t._dirty)
             t._dirty.clear()  # (in place: ``hot_path`` callers hold this set)
-        item = _WriteOut(steps, [], checkpoint_dir)
+        item = _WriteOut(steps, self._take_raw_later(), checkpoint_dir)
         self._queue.append(item)
         return item, overlay
 
@@ -1116,6 +1159,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         if upto is None:
             return
         with self._write_lock:
+            self._left_to_upload = False
             while not upto.done:
                 if upto.cancelled:
                     raise RuntimeError("the RocksDB state backend was disposed before the snapshot was written")
@@ -1145,6 +1189,9 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             while q and budget > 0 and db is not None:
                 item = q[0]
                 if not item.written:
+                    if item.next >= len(item.steps) and any(callable(op[1]) for op in item.raw):
+                        self._left_to_upload = True  # (see ``_await_write_out``)
+                        break
                     budget -= self._apply_step(db, item)
                 elif item.checkpoint_dir is None:
                     self._finish(db, item)
@@ -1178,15 +1225,8 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             self._steps_applied += 1
             return len(keys)
         n = 0
-        for h, entries in item.raw:
-            wb = WriteBatch(raw_mode=True)
-            for kb, rv in entries:
-                if rv is None:
-                    wb.delete(kb, h)
-                else:
-                    wb.put(kb, rv, h)
-            db.write(wb, self._write_opts)
-            n += len(entries)
+        for op in item.raw:
+            n += self._apply_raw(db, op)
         item.raw = []
         item.written = True
         self._steps_applied += 1
@@ -1197,6 +1237,12 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         Holds ``_write_lock``."""
         with item.lock:
             d = item.checkpoint_dir
+            if d is not None and self._raw_lost:
+                # a raw state write before this checkpoint was lost: the DB holds an older value, so no
+                # checkpoint can be made of it until the state is written again
+                item.error = RuntimeError("raw keyed state could not be written: " + "; ".join(
+                    f"{name!r}: {why}" for name, why in self._raw_lost.items()))
+                d = None
             if d is not None:
                 try:
                     # the memtables first, one column family at a time: rocksdict releases the GIL in a flush but
@@ -1238,7 +1284,8 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             # checkpoint (or write the rest here when it stopped, e.g. no records came)
             last = -1
             with self._progress:
-                while not item.written and not item.done and not item.cancelled and self._steps_applied != last:
+                while (not item.written and not item.done and not item.cancelled and self._steps_applied != last
+                       and not self._left_to_upload):
                     last = self._steps_applied
                     self._progress.wait(_UPLOAD_PATIENCE_S)
         self._drain(item)

@@ -264,10 +264,27 @@ TIMER_BLOB_FORMAT = 1
 _KG_MEMO_ENTRIES = 1 << 16
 
 
+CapturedTimers = list[tuple[int, int, tuple[tuple[Any, Any], ...]]]
+"""The timers of a service at one moment: ``(domain, timestamp, (key, namespace) pairs)`` per timestamp."""
+
+
+def capture_timers(service: InternalTimerService) -> CapturedTimers:
+    """The timers of ``service`` now, cheaply: one C-level copy per timestamp (a lone timer's bucket is an immutable
+    tuple, shared). What ``timers_by_key_group`` needs, so that the grouping and pickling can run later, on
+    another thread (a checkpoint's synchronous part only captures)."""
+    out: CapturedTimers = []
+    append = out.append
+    for domain, q in ((0, service.event), (1, service.processing)):
+        for ts, bucket in q.by_ts.items():
+            append((domain, ts, bucket if type(bucket) is tuple else tuple(bucket)))
+    return out
+
+
 def timers_by_key_group(
-    service: InternalTimerService, max_parallelism: int, memo: dict[Any, int] | None = None
+    service: InternalTimerService | CapturedTimers, max_parallelism: int, memo: dict[Any, int] | None = None
 ) -> dict[int, bytes]:
-    """The timers of ``service`` as one blob per key group that has any: ``key group -> blob``.
+    """The timers of ``service`` (or captured from one by ``capture_timers``) as one blob per key group that has
+    any: ``key group -> blob``.
 
     A blob is ``pickle((TIMER_BLOB_FORMAT, [(domain, timestamp, pairs), ...]))`` with domain 0 = event time,
     1 = processing time, and ``pairs`` a tuple or list of the ``(key, namespace)`` pairs of that key group due at
@@ -288,36 +305,36 @@ def timers_by_key_group(
     known = memo.get
     kgf = key_group_for
     groups: dict[int, list[tuple[int, int, Any]]] = {}
-    for domain, q in ((0, service.event), (1, service.processing)):
-        for ts, bucket in q.by_ts.items():
-            if type(bucket) is tuple:  # one timer at ts: the bucket is immutable, the blob may share it
-                key = bucket[0][0]
-                kg = known(key)
-                if kg is None:
-                    kg = memo[key] = kgf(key, max_parallelism)
-                g = groups.get(kg)
-                if g is None:
-                    groups[kg] = [(domain, ts, bucket)]
-                else:
-                    g.append((domain, ts, bucket))
-                continue
-            split: dict[int, list[tuple[Any, Any]]] = {}
-            for pair in bucket:
-                key = pair[0]
-                kg = known(key)
-                if kg is None:
-                    kg = memo[key] = kgf(key, max_parallelism)
-                lst = split.get(kg)
-                if lst is None:
-                    split[kg] = [pair]
-                else:
-                    lst.append(pair)
-            for kg, pairs in split.items():
-                g = groups.get(kg)
-                if g is None:
-                    groups[kg] = [(domain, ts, pairs)]
-                else:
-                    g.append((domain, ts, pairs))
+    captured = capture_timers(service) if isinstance(service, InternalTimerService) else service
+    for domain, ts, bucket in captured:
+        if len(bucket) == 1:  # one timer at ts: the bucket is immutable, the blob may share it
+            key = bucket[0][0]
+            kg = known(key)
+            if kg is None:
+                kg = memo[key] = kgf(key, max_parallelism)
+            g = groups.get(kg)
+            if g is None:
+                groups[kg] = [(domain, ts, bucket)]
+            else:
+                g.append((domain, ts, bucket))
+            continue
+        split: dict[int, list[tuple[Any, Any]]] = {}
+        for pair in bucket:
+            key = pair[0]
+            kg = known(key)
+            if kg is None:
+                kg = memo[key] = kgf(key, max_parallelism)
+            lst = split.get(kg)
+            if lst is None:
+                split[kg] = [pair]
+            else:
+                lst.append(pair)
+        for kg, pairs in split.items():
+            g = groups.get(kg)
+            if g is None:
+                groups[kg] = [(domain, ts, pairs)]
+            else:
+                g.append((domain, ts, pairs))
     dumps = pickle.dumps
     out: dict[int, bytes] = {}
     for kg, entries in groups.items():

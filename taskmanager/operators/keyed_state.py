@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskmanager.operators.base import Operator
-from taskmanager.timers import restore_timers_from_blobs, timers_by_key_group
+from taskmanager.timers import capture_timers, restore_timers_from_blobs, timers_by_key_group
 
 TIMERS_STATE = "_timers"
 """The raw keyed state holding the operator's timers: one blob per key group (``timers_by_key_group``)."""
@@ -64,8 +64,12 @@ class KeyedStateMixin(Operator):
         if version == self._timers_saved:
             return  # unchanged since they were written: the backend holds them already
         backend = self.backend
-        blobs = timers_by_key_group(timers, backend.max_parallelism, self._key_group_memo)
-        backend.write_raw_state(TIMERS_STATE, blobs)
+        # only a capture here, at the barrier: grouping by key group and pickling may run later, off the task's
+        # thread (RocksDB: in the checkpoint's upload); the memo is only ever used by these producers, in order
+        captured = capture_timers(timers)
+        max_parallelism, memo = backend.max_parallelism, self._key_group_memo
+        backend.write_raw_state_later(
+            TIMERS_STATE, lambda: timers_by_key_group(captured, max_parallelism, memo))
         self._timers_saved = version
 
     def snapshot_state(self, checkpoint_id: int, canonical: bool) -> tuple[Any, bytes | None]:
@@ -78,6 +82,7 @@ class KeyedStateMixin(Operator):
             hook(checkpoint_id)
 
     def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        self._timers_saved = None  # (its timers' write may be what failed: write them again)
         hook = getattr(self.backend, "notify_checkpoint_aborted", None)
         if hook is not None:
             hook(checkpoint_id)

@@ -178,3 +178,67 @@ def test_hashmap_dispose_drops_raw_state(env: Env) -> None:
     b.write_raw_state("timers", {3: b"three"})
     b.dispose()
     assert b.read_raw_state("timers") == {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# write_raw_state_later: produced off the task's thread (RocksDB: by the checkpoint's upload)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("canonical", [False, True], ids=["checkpoint", "savepoint"])
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_later_write_is_produced_by_the_upload_and_is_the_state_at_the_barrier(
+    env: Env, kind: str, canonical: bool
+) -> None:
+    import threading
+
+    b = env.backend(kind)
+    t = b.table("t")
+    t[("a", None)] = 1
+    b.write_raw_state("r", {1: b"old", 2: b"gone"})
+    if isinstance(b, RocksDBKeyedStateBackend):
+        b.flush()
+        b.advance_write_out()  # (the mailbox thread advances write-outs: it must leave the producer alone)
+    threads: list[int] = []
+    captured = {1: b"one", 3: b"three"}  # what a producer reads: captured at the call
+
+    def produce() -> dict[int, bytes]:
+        threads.append(threading.get_ident())
+        return dict(captured)
+
+    b.write_raw_state_later("r", produce)
+    p = b.snapshot(1, ALL, env.local, canonical=canonical)
+    b.write_raw_state("r", {9: b"after the barrier"})  # queued behind: not in the checkpoint
+    if isinstance(b, RocksDBKeyedStateBackend):
+        b.advance_write_out()
+        assert threads == []  # neither the synchronous part nor the mailbox's slices produced it
+    h: list[object] = []
+    up = threading.Thread(target=lambda: h.append(p.upload(env.storage, "chk-1", "shared")))
+    up.start()
+    up.join(30)
+    assert h, "the upload failed"
+    if isinstance(b, RocksDBKeyedStateBackend):
+        assert threads == [up.ident]  # produced once, by the upload thread
+    else:
+        assert threads == [threading.get_ident()]  # in memory: at once
+    restored = env.restored(kind, [h[0]])  # type: ignore[list-item]
+    assert restored.read_raw_state("r") == {1: b"one", 3: b"three"}
+    assert b.read_raw_state("r") == {9: b"after the barrier"}
+
+
+def test_a_producer_that_raises_fails_the_checkpoint_until_the_state_is_written_again(env: Env) -> None:
+    b = env.backend("rocksdb")
+    assert isinstance(b, RocksDBKeyedStateBackend)
+    b.write_raw_state("r", {1: b"old"})
+
+    def broken() -> dict[int, bytes]:
+        raise TypeError("cannot pickle '_thread.lock' object")
+
+    b.write_raw_state_later("r", broken)
+    with pytest.raises(RuntimeError, match="raw keyed state could not be written: 'r': TypeError: cannot pickle"):
+        env.checkpoint(b, 1)
+    with pytest.raises(RuntimeError, match="'r': TypeError"):  # the DB holds the old value: no checkpoint of it
+        env.checkpoint(b, 2)
+    b.write_raw_state_later("r", lambda: {4: b"four"})
+    h = env.checkpoint(b, 3)
+    assert env.restored("rocksdb", [h]).read_raw_state("r") == {4: b"four"}
