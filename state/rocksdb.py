@@ -289,10 +289,14 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         """Made by ``RocksDBKeyedStateBackend.table``: ``cf`` reads the column family, ``cf_handle`` writes it;
         ``db_empty``: the column family was created empty just now."""
         self.name = name
-        # True while the column family holds no entry and no queued write-out will write one: an entry missing from
-        # the cache then does not exist (no DB read), and a deleted one is simply forgotten. Made False for good by
-        # the first write-out with an entry of this table, or a restore (checked by ``hot_path`` callers per batch).
+        # True while the column family holds no entry once the queued write-outs are applied: an entry missing from
+        # the cache then does not exist (no DB read), and a deleted one is simply forgotten. Kept by the captures
+        # from ``_in_db`` (checked by ``hot_path`` callers per batch).
         self.db_empty = db_empty
+        # the keys the column family holds once the queued write-outs are applied, known for a table created empty
+        # in this session until it outgrows the cache budget; None: unknown (restored, reopened, too many)
+        self._in_db: set[tuple[Any, Any]] | None = set() if db_empty else None
+        self._delete_item: _WriteOut | None = None  # the last write-out with a delete of this table
         self._backend = backend
         self._cf = cf
         self._cfh = cf_handle
@@ -506,6 +510,8 @@ class RocksDBTable(MutableMapping[tuple[Any, Any], Any]):
         self._new.clear()
         self._held.clear()
         self._cf.delete_range(b"", _KEY_SPACE_END, self._backend._write_opts)
+        self._in_db = set()
+        self.db_empty = True
 
     def __repr__(self) -> str:
         return f"<RocksDBTable {self.name!r}: {len(self._cache)} cached, {len(self._unwritten())} dirty>"
@@ -715,6 +721,7 @@ _UPLOAD_PATIENCE_S = 0.05  # an upload waits this long for the mailbox thread to
 
 
 _DONE_STEP: Any = None  # an applied step's slot (its pickle freed)
+_PENDING_ITEM: Any = object()  # a table's ``_delete_item`` while its write-out is being captured
 
 _RawWrite = tuple[str, "Mapping[int, bytes] | Callable[[], Mapping[int, bytes]]"]
 """A raw keyed state write: ``(name, blobs)``, or ``(name, a function producing the blobs)``."""
@@ -1082,26 +1089,32 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         """
         steps: list[tuple[RocksDBTable, list[tuple[Any, Any]], bytes]] = []
         captured: list[RocksDBTable] = []
+        written: list[tuple[RocksDBTable, list[tuple[Any, Any]], list[Any]]] = []
         dumps = _dumps
         for t in self._tables.values():
             if not t._dirty and not t._held:
                 continue
             keys = t._unwritten()
             values = list(map(t._cache.__getitem__, keys))
-            if keys:
-                t.db_empty = False
             try:
                 for i in range(0, len(values), _CHUNK):
                     steps.append((t, keys[i : i + _CHUNK], dumps(values[i : i + _CHUNK], _PROTOCOL)))
             except Exception as e:
                 raise _unpicklable(t.name, keys, values, e) from e
             captured.append(t)
+            written.append((t, keys, values))
+        self._before_tracking(written)
+        for t, keys, values in written:
+            self._track_written(t, keys, values)
         for t in captured:  # (cleared in place: ``hot_path`` callers hold these sets)
             t._dirty.clear()
             t._held.clear()
             t._new.clear()  # written by this write-out: no longer "never in the DB"
         item = _WriteOut(steps, self._take_raw_later(), checkpoint_dir)
         self._queue.append(item)
+        for t in captured:
+            if t._delete_item is _PENDING_ITEM:
+                t._delete_item = item
         return item
 
     def _capture_checkpoint(self, checkpoint_dir: str) -> tuple[_WriteOut, list[tuple[str, list[Any], bytes]]]:
@@ -1117,7 +1130,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         """
         steps: list[tuple[RocksDBTable, list[tuple[Any, Any]], bytes]] = []
         overlay: list[tuple[str, list[Any], bytes]] = []
-        captured: list[tuple[RocksDBTable, list[tuple[Any, Any]]]] = []
+        captured: list[tuple[RocksDBTable, list[tuple[Any, Any]], list[Any]]] = []
         dumps = _dumps
         for t in self._tables.values():
             dirty, held = t._dirty, t._held
@@ -1126,7 +1139,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
             cache = t._cache
             stale = t._stale() if held else []
             keys = stale
-            values = list(map(cache.__getitem__, stale))
+            values = stale_values = list(map(cache.__getitem__, stale))
             try:
                 for i in range(0, len(stale), _CHUNK):
                     steps.append((t, stale[i : i + _CHUNK], dumps(values[i : i + _CHUNK], _PROTOCOL)))
@@ -1137,16 +1150,53 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                                                                                 _PROTOCOL)))
             except Exception as e:
                 raise _unpicklable(t.name, keys, values, e) from e
-            captured.append((t, stale))
-        for t, stale in captured:
+            captured.append((t, stale, stale_values))
+        self._before_tracking([c for c in captured if c[1]])
+        for t, stale, stale_values in captured:
             if stale:
-                t.db_empty = False
+                self._track_written(t, stale, stale_values)
                 t._new.difference_update(stale)  # written by this write-out
             t._held = set(t._dirty)
             t._dirty.clear()  # (in place: ``hot_path`` callers hold this set)
         item = _WriteOut(steps, self._take_raw_later(), checkpoint_dir)
         self._queue.append(item)
+        for t, _, _ in captured:
+            if t._delete_item is _PENDING_ITEM:
+                t._delete_item = item
         return item, overlay
+
+    def _before_tracking(self, written: list[tuple[RocksDBTable, list[tuple[Any, Any]], list[Any]]]) -> None:
+        """Before a capture writes entries of a table the DB holds nothing of: applies the queued write-outs.
+        While ``db_empty`` a deleted entry is forgotten without an absent marker; once it is False again, a read
+        asks the DB, which must not still hold a value a queued delete is about to remove. (Rare: only a table
+        whose written entries were all deleted again gets here with a queue.)"""
+        for t, _, _ in written:
+            d = t._delete_item
+            if t.db_empty and d is not None and not d.written:
+                self._drain(d)
+
+    def _track_written(self, t: RocksDBTable, keys: list[tuple[Any, Any]], values: list[Any]) -> None:
+        """A write-out of ``t``'s ``keys`` (puts, deletes where the value is the absent marker) was captured: keeps
+        ``t._in_db`` and ``t.db_empty`` (True again once every entry written is deleted again)."""
+        in_db = t._in_db
+        if in_db is None:
+            t.db_empty = False
+            return
+        absent = _ABSENT
+        for k, v in zip(keys, values, strict=True):
+            if v is absent:
+                in_db.discard(k)
+                t._delete_item = _PENDING_ITEM  # (set to the write-out once it exists)
+            else:
+                in_db.add(k)
+        if len(in_db) > self.cache_entries:  # (a set as large as the state: stop knowing)
+            t._in_db = None
+            t.db_empty = False
+        elif not in_db:
+            t.db_empty = True
+            t._new.clear()  # (every entry is "new" now)
+        else:
+            t.db_empty = False
 
     def _drain(self, upto: _WriteOut | None) -> None:
         """Applies queued write-outs in order, up to and including ``upto`` (None: none), each followed by the
@@ -1472,7 +1522,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         n = 0
         for name, kb, vb in entries:
             t = self.table(name)
-            t.db_empty = False
+            t.db_empty, t._in_db = False, None
             wb.put(kb, vb, t._cfh)
             n += 1
             if n >= self._BATCH:
@@ -1502,7 +1552,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         enc, dumps, absent, unpack = self._encode, _dumps, _ABSENT, _KG.unpack_from
         for name, keys, values in overlay:
             t = self.table(name)
-            t.db_empty = False
+            t.db_empty, t._in_db = False, None
             h = t._cfh
             wb = WriteBatch(raw_mode=True)
             for k, v in zip(keys, values, strict=True):
@@ -1581,7 +1631,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                 t._cf = db.create_column_family(cf_name, self._opts)
                 self._stored.append(name)
             t._cfh = db.get_column_family_handle(cf_name)
-            t.db_empty = False  # (a restored database)
+            t.db_empty, t._in_db = False, None  # (a restored database)
         if self._tables:
             self._set_limits()
 

@@ -139,3 +139,51 @@ def test_a_damaged_overlay_is_a_clear_error(env: Env) -> None:
     for kind, groups in (("rocksdb", ALL), ("rocksdb", HALVES[0]), ("hashmap", ALL)):
         with pytest.raises(CorruptStateError, match="WEIR-OVERLAY"):
             env.restored(kind, [h], groups)
+
+
+def test_a_table_whose_written_entries_are_all_deleted_again_reads_nothing_from_the_db(env: Env) -> None:
+    b = env.backend("rocksdb", cache_entries=10)
+    assert isinstance(b, RocksDBKeyedStateBackend)
+    t = b.table("t")
+    for i in range(8):
+        t[(i, None)] = i
+    b.flush()
+    assert not t.db_empty and db_entries(t) == 8
+    for i in range(8):
+        del t[(i, None)]
+    b.flush()  # the deletes are written: the DB holds nothing of the table again
+    assert t.db_empty and db_entries(t) == 0
+    reads = 0
+    real_get = t._cf.get
+
+    class CountingCF:
+        def get(self, key: bytes) -> Any:
+            nonlocal reads
+            reads += 1
+            return real_get(key)
+
+    real_cf, t._cf = t._cf, CountingCF()  # type: ignore[assignment]
+    assert t.get((5, None)) is None and reads == 0
+    t._cf = real_cf
+
+
+def test_a_delete_still_queued_is_applied_before_the_table_reads_the_db_again(env: Env) -> None:
+    b = env.backend("rocksdb")
+    assert isinstance(b, RocksDBKeyedStateBackend)
+    t = b.table("t")
+    t[("x", None)] = 1
+    b.flush()  # "x" in the DB
+    t.pop(("x", None))
+    p1 = b.snapshot(1, ALL, env.local)  # its overlay holds the delete
+    p2 = b.snapshot(2, ALL, env.local)  # its write-out holds it (not applied: no upload ran)
+    assert t.db_empty  # every entry written is deleted, once the queue is applied
+    t.put_new(("x", None), 5)
+    assert t.pop(("x", None)) == 5  # forgotten: nothing marks "x" as deleted in the cache now
+    t[("y", None)] = 1
+    p3 = b.snapshot(3, ALL, env.local)  # "y" in its overlay
+    # its write-out holds "y": the DB is read again from now on, so the queued delete of "x" must be applied first
+    p4 = b.snapshot(4, ALL, env.local)
+    assert not t.db_empty
+    assert t.get(("x", None)) is None and t.get(("y", None)) == 1
+    for p in (p1, p2, p3, p4):
+        p.discard()
