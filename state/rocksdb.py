@@ -1502,6 +1502,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                 else:
                     self._write_entries(iter_downloaded(h, d, uri, key_groups))
                 self._write_raw_state(iter_downloaded_raw(h, d, uri, key_groups))
+            self._learn_db_keys()
         except BaseException:
             for name in list(self._stored):
                 self.table(name).clear()
@@ -1512,6 +1513,24 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
                 shutil.rmtree(d, ignore_errors=True)
             for t in self._tables.values():
                 t._cache.clear()  # it may remember absences from before the restore
+
+    def _learn_db_keys(self) -> None:
+        """After a restore: a table whose column family holds at most ``cache_entries`` entries learns their keys
+        (``_in_db``), so that it knows when it is empty again (a window job's restored windows fire and go, and it
+        gets its fast loop back); a larger one is left not knowing (the scan stops there)."""
+        limit = self.cache_entries
+        for name in list(self._stored):
+            t = self.table(name)
+            keys: set[tuple[Any, Any]] = set()
+            complete = True
+            for kb in cast(Iterator[bytes], t._cf.keys()):  # noqa: SIM118 - an Rdict
+                if len(keys) >= limit:
+                    complete = False
+                    break
+                _, key, ns = decode_db_key(kb)
+                keys.add((key, ns))
+            t._in_db = keys if complete else None
+            t.db_empty = complete and not keys
 
     _BATCH = 20_000
 
@@ -1613,6 +1632,7 @@ class RocksDBKeyedStateBackend(AbstractKeyedStateBackend):
         for name, h in self._handles.items():
             self._check_kind(name, h.kind, h.ttl_config is not None)
         self._apply_overlay(overlay, handle.key_group_range)
+        self._learn_db_keys()
         local_names: dict[str, str] = handle.meta["local_names"]
         with self._snap_lock:
             self._instance_id = uuid.uuid4().hex[:16]  # new names: new files may reuse the restored files' numbers

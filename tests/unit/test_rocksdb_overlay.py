@@ -187,3 +187,36 @@ def test_a_delete_still_queued_is_applied_before_the_table_reads_the_db_again(en
     assert t.get(("x", None)) is None and t.get(("y", None)) == 1
     for p in (p1, p2, p3, p4):
         p.discard()
+
+
+@pytest.mark.parametrize("key_groups", [ALL, HALVES[1]], ids=["same-key-groups", "rescaled"])
+def test_a_restored_table_knows_its_keys_and_is_empty_again_once_they_are_gone(
+    env: Env, key_groups: range
+) -> None:
+    b = env.backend("rocksdb")
+    t = b.table("t")
+    for i in range(50):
+        t.put_new((f"k{i}", 0), i)  # windows open at the checkpoint
+    h = env.checkpoint(b, 1)
+    r = env.restored("rocksdb", [h], key_groups)
+    assert isinstance(r, RocksDBKeyedStateBackend)
+    rt = r.table("t")
+    restored = {k for k in ((f"k{i}", 0) for i in range(50)) if key_group_for(k[0], MP) in key_groups}
+    assert rt._in_db == restored and not rt.db_empty
+    for k in restored:
+        rt.pop(k)  # the restored windows fire
+    env.checkpoint(r, 2)  # (the deletes in its overlay)
+    env.checkpoint(r, 3)  # (written out)
+    assert rt.db_empty and db_entries(rt) == 0
+    assert rt.get(("k1", 0)) is None
+
+
+def test_a_restored_table_larger_than_the_cache_budget_does_not_know(env: Env) -> None:
+    b = env.backend("rocksdb")
+    t = b.table("t")
+    for i in range(30):
+        t[(i, None)] = i
+    r = env.restored("rocksdb", [env.checkpoint(b, 1)], ALL, cache_entries=10)
+    assert isinstance(r, RocksDBKeyedStateBackend)
+    assert r.table("t")._in_db is None and not r.table("t").db_empty
+    assert dump(r)["t"] == {(i, None): i for i in range(30)}
