@@ -105,6 +105,16 @@ class Model:
     def pop(self, i: int) -> None:
         assert self.t.pop((i, None)) == self.d.pop((i, None))
 
+    def random_change(self, rng: random.Random, keys: int, tag: Any) -> int:
+        """One random change of a key below ``keys``: a present entry is popped (30 %) or appended ``tag`` to, an
+        absent one is put; the key."""
+        i = rng.randrange(keys)
+        if (i, None) in self.d:
+            self.pop(i) if rng.random() < 0.3 else self.append(i, tag)
+        else:
+            self.put(i, tag)
+        return i
+
     def barrier(self) -> dict[Any, Any]:
         return copy.deepcopy(self.d)
 
@@ -245,16 +255,8 @@ def test_concurrent_upload_and_mailbox_work(env: Env) -> None:
     barriers: list[tuple[Upload, dict[Any, Any]]] = []
     for cid in range(1, 6):
         for _ in range(3_000):
-            i = rng.randrange(600)
-            op = rng.random()
-            if (i, None) in m.d:
-                if op < 0.3:
-                    m.pop(i)
-                else:
-                    m.append(i, cid)
-            else:
-                m.put(i, cid)
-            if op < 0.01:
+            i = m.random_change(rng, 600, cid)
+            if rng.random() < 0.01:
                 m.check_reads(range(i, i + 20))
         b.write_raw_state("r", {cid: b"x" * cid})
         at_barrier = m.barrier()
@@ -451,11 +453,7 @@ def test_concurrent_upload_and_advancing_mailbox(env: Env) -> None:
     uploads: list[tuple[Upload, dict[Any, Any]]] = []
     for cid in range(1, 5):
         for n in range(3_000):
-            i = rng.randrange(800)
-            if (i, None) in m.d:
-                m.pop(i) if rng.random() < 0.3 else m.append(i, cid)
-            else:
-                m.put(i, cid)
+            m.random_change(rng, 800, cid)
             if n % 100 == 0:
                 b.advance_write_out(200)
         at_barrier = m.barrier()

@@ -17,6 +17,7 @@ import pytest
 from state.keygroups import key_group_for
 from state.rocksdb import RocksDBKeyedStateBackend, RocksDBTable
 from state.snapshot import CorruptStateError, KeyedStateHandle
+from tests.unit.test_state_rocksdb import counted_reads
 from tests.unit.test_state_snapshot import ALL, MP, Env, dump
 
 pytestmark = pytest.mark.timeout(60)
@@ -153,18 +154,9 @@ def test_a_table_whose_written_entries_are_all_deleted_again_reads_nothing_from_
         del t[(i, None)]
     b.flush()  # the deletes are written: the DB holds nothing of the table again
     assert t.db_empty and db_entries(t) == 0
-    reads = 0
-    real_get = t._cf.get
-
-    class CountingCF:
-        def get(self, key: bytes) -> Any:
-            nonlocal reads
-            reads += 1
-            return real_get(key)
-
-    real_cf, t._cf = t._cf, CountingCF()  # type: ignore[assignment]
-    assert t.get((5, None)) is None and reads == 0
-    t._cf = real_cf
+    with counted_reads(t) as reads:
+        assert t.get((5, None)) is None
+    assert reads == [0]
 
 
 def test_a_delete_still_queued_is_applied_before_the_table_reads_the_db_again(env: Env) -> None:

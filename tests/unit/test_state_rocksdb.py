@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from rocksdict import Options, Rdict
 
 from state.backend import IncompatibleStateError
 from state.keygroups import key_group_for
-from state.rocksdb import DbKeyCodec, RocksDBKeyedStateBackend, decode_db_key, encode_db_key
+from state.rocksdb import DbKeyCodec, RocksDBKeyedStateBackend, RocksDBTable, decode_db_key, encode_db_key
 from weir.common.time import Time
 from weir.datastream.state import (
     AggregatingStateDescriptor,
@@ -147,6 +149,24 @@ def test_small_cache_flushes_and_evicts(tmp_path: Path) -> None:
     assert len(t1) == 25 and len(t2) == 50
 
 
+@contextlib.contextmanager
+def counted_reads(t: RocksDBTable) -> Iterator[list[int]]:
+    """Counts the point reads ``t`` asks its column family for while the block runs: ``[n]``, filled at the end."""
+    count = [0]
+    real_cf, real_get = t._cf, t._cf.get
+
+    class CountingCF:
+        def get(self, key: bytes) -> Any:
+            count[0] += 1
+            return real_get(key)
+
+    t._cf = CountingCF()  # type: ignore[assignment]
+    try:
+        yield count
+    finally:
+        t._cf = real_cf
+
+
 @pytest.mark.parametrize("db_empty", [True, False], ids=["new-table", "table-in-db"])
 def test_absence_is_cached(tmp_path: Path, db_empty: bool) -> None:
     b = RocksDBKeyedStateBackend(tmp_path / "db")
@@ -156,22 +176,11 @@ def test_absence_is_cached(tmp_path: Path, db_empty: bool) -> None:
         t[("other", None)] = 1
         b.flush()
         assert not t.db_empty
-    reads = 0
-    real_get = t._cf.get
-
-    class CountingCF:
-        def get(self, key: bytes) -> Any:
-            nonlocal reads
-            reads += 1
-            return real_get(key)
-
-    real_cf = t._cf
-    t._cf = CountingCF()  # type: ignore[assignment]
-    for _ in range(5):
-        assert t.get(("never", None)) is None
-        assert ("never", None) not in t
-    assert reads == (0 if db_empty else 1)  # a table the DB holds nothing of is never read
-    t._cf = real_cf
+    with counted_reads(t) as reads:
+        for _ in range(5):
+            assert t.get(("never", None)) is None
+            assert ("never", None) not in t
+    assert reads == [0 if db_empty else 1]  # a table the DB holds nothing of is never read
     b.close()
 
 
